@@ -1,0 +1,38 @@
+# The two commands a new machine needs: `make run` and `make test`. Everything else is set up on the way.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup run test lint format bench clean-cluster
+
+# Idempotent: the virtualenv is refreshed when pyproject.toml changes; the control-plane binaries are built once
+# per version into ~/.cache; migrations run every time (a no-op when current).
+setup: $(VENV)/.installed
+	$(BIN)/python manage.py localcluster build >/dev/null
+	$(BIN)/python manage.py migrate --verbosity 0
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	touch $@
+
+run: setup
+	$(BIN)/python manage.py localcluster up >/dev/null
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: setup lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean-cluster: $(VENV)/.installed
+	$(BIN)/python manage.py localcluster down

@@ -1,0 +1,382 @@
+"""Kubernetes API clients built from data, never from the client library's kubeconfig loaders.
+
+The library's loaders run ``exec`` and ``auth-provider`` commands and open any file a kubeconfig names. An
+uploaded kubeconfig is untrusted input, so it is parsed here with a safe YAML loader, only inline data is
+accepted, and the ``Configuration`` is built by hand. TLS material stays in memory: the SSL context is made once
+per client, loading the client certificate through an anonymous memory file, so no key touches the disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import ssl
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import urllib3
+import yaml
+from django.utils.translation import gettext_lazy as _
+from kubernetes import client
+
+# Keys a kubeconfig may carry that make the client run a program, read a file, or route through a proxy.
+_FORBIDDEN_CLUSTER_KEYS = {"certificate-authority", "proxy-url", "extensions"}
+_FORBIDDEN_USER_KEYS = {
+    "exec": _("runs a command"),
+    "auth-provider": _("runs a plugin"),
+    "tokenFile": _("reads a file"),
+    "client-certificate": _("reads a file"),
+    "client-key": _("reads a file"),
+    "username": _("uses basic authentication"),
+    "password": _("uses basic authentication"),
+    "as": _("impersonates another user"),
+    "as-groups": _("impersonates another user"),
+    "as-uid": _("impersonates another user"),
+    "as-user-extra": _("impersonates another user"),
+}
+
+
+class KubeconfigError(ValueError):
+    """An uploaded kubeconfig the console will not use; the message is safe to show (no secrets, no paths)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Everything needed to reach one cluster, as plain data."""
+
+    server: str
+    ca_data: bytes = b""  # PEM; empty means the system trust store
+    token: str = field(default="", repr=False)
+    client_cert: bytes = field(default=b"", repr=False)  # PEM
+    client_key: bytes = field(default=b"", repr=False)  # PEM
+    insecure_skip_tls_verify: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "server": self.server,
+            "ca_data": self.ca_data.decode(),
+            "token": self.token,
+            "client_cert": self.client_cert.decode(),
+            "client_key": self.client_key.decode(),
+            "insecure_skip_tls_verify": self.insecure_skip_tls_verify,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Credentials:
+        return cls(
+            server=data["server"],
+            ca_data=data.get("ca_data", "").encode(),
+            token=data.get("token", ""),
+            client_cert=data.get("client_cert", "").encode(),
+            client_key=data.get("client_key", "").encode(),
+            insecure_skip_tls_verify=bool(data.get("insecure_skip_tls_verify", False)),
+        )
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """SafeLoader without aliases: a kubeconfig never needs them, and they make "billion laughs" possible."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml_document(text: str | bytes, max_bytes: int) -> object:
+    """Load exactly one YAML document with no tags beyond plain data, no aliases, under a size cap."""
+    if len(text) > max_bytes:
+        raise KubeconfigError(_("The file is larger than %(limit)d KiB.") % {"limit": max_bytes // 1024})
+    try:
+        documents = list(yaml.load_all(text, Loader=_SafeLoader))  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = _(" (line %(line)d)") % {"line": mark.line + 1} if mark is not None else ""
+        problem = getattr(error, "problem", None) or _("not valid YAML")
+        raise KubeconfigError(
+            _("The file is not valid YAML%(where)s: %(problem)s.") % {"where": where, "problem": problem}
+        ) from None
+    if len(documents) != 1:
+        raise KubeconfigError(
+            _("The file must hold exactly one YAML document; it holds %(count)d.") % {"count": len(documents)}
+        )
+    return documents[0]
+
+
+def _decode_b64(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise KubeconfigError(_("%(what)s must be base64 text.") % {"what": what})
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise KubeconfigError(_("%(what)s is not valid base64.") % {"what": what}) from None
+
+
+def _named(entries: object, name: str, kind: str) -> dict:
+    if not isinstance(entries, list):
+        raise KubeconfigError(_("The kubeconfig has no %(kind)s list.") % {"kind": kind})
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("name") == name and isinstance(entry.get(kind.rstrip("s")), dict):
+            return entry[kind.rstrip("s")]
+    raise KubeconfigError(
+        _("The kubeconfig has no %(kind)s named “%(name)s”.") % {"kind": kind.rstrip("s"), "name": name}
+    )
+
+
+def kubeconfig_contexts(document: object) -> list[str]:
+    if not isinstance(document, dict):
+        return []
+    contexts = document.get("contexts") or []
+    return [c["name"] for c in contexts if isinstance(c, dict) and isinstance(c.get("name"), str)]
+
+
+def parse_kubeconfig(
+    text: str | bytes,
+    context: str | None = None,
+    *,
+    max_bytes: int,
+    allow_insecure: bool = False,
+) -> Credentials:
+    """Turn an uploaded kubeconfig into ``Credentials``, refusing anything that is not inline data."""
+    document = load_yaml_document(text, max_bytes)
+    if not isinstance(document, dict):
+        raise KubeconfigError(_("A kubeconfig is a YAML mapping; this file is not."))
+    if document.get("kind", "Config") != "Config":
+        raise KubeconfigError(_("This is not a kubeconfig (kind must be Config)."))
+    context = context or document.get("current-context")
+    if not context or not isinstance(context, str):
+        raise KubeconfigError(_("Choose a context: the kubeconfig names no current context."))
+    ctx = _named(document.get("contexts"), context, "contexts")
+    cluster = _named(document.get("clusters"), ctx.get("cluster"), "clusters")
+    user = _named(document.get("users"), ctx.get("user"), "users")
+
+    for key in sorted(_FORBIDDEN_CLUSTER_KEYS & cluster.keys()):
+        raise KubeconfigError(
+            _("The cluster entry uses “%(key)s”, which the console does not accept: give inline data instead.")
+            % {"key": key}
+        )
+    for key, reason in _FORBIDDEN_USER_KEYS.items():
+        if key in user:
+            raise KubeconfigError(
+                _(
+                    "The user entry uses “%(key)s”, which %(reason)s; the console accepts only inline tokens and certificates."
+                )
+                % {"key": key, "reason": reason}
+            )
+    insecure = bool(cluster.get("insecure-skip-tls-verify", False))
+    if insecure and not allow_insecure:
+        raise KubeconfigError(
+            _("The cluster entry skips TLS verification; tick “Allow insecure TLS” to accept that explicitly.")
+        )
+    server = cluster.get("server")
+    if not isinstance(server, str) or not server:
+        raise KubeconfigError(_("The cluster entry has no server URL."))
+    credentials = Credentials(
+        server=server,
+        ca_data=_decode_b64(cluster["certificate-authority-data"], "certificate-authority-data")
+        if "certificate-authority-data" in cluster
+        else b"",
+        token=user.get("token") or "",
+        client_cert=_decode_b64(user["client-certificate-data"], "client-certificate-data")
+        if "client-certificate-data" in user
+        else b"",
+        client_key=_decode_b64(user["client-key-data"], "client-key-data") if "client-key-data" in user else b"",
+        insecure_skip_tls_verify=insecure,
+    )
+    if not isinstance(credentials.token, str):
+        raise KubeconfigError(_("The user token must be text."))
+    if not credentials.token and not credentials.client_cert:
+        raise KubeconfigError(_("The user entry has neither a token nor a client certificate."))
+    if bool(credentials.client_cert) != bool(credentials.client_key):
+        raise KubeconfigError(_("A client certificate needs its key, and a key its certificate."))
+    return credentials
+
+
+def validate_server_url(url: str, *, allow_http: bool = False) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ({"https", "http"} if allow_http else {"https"}) or not parts.hostname:
+        raise KubeconfigError(_("The API server URL must be an https:// address."))
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise KubeconfigError(_("The API server URL must not carry a user, a query or a fragment."))
+
+
+# --- clients --------------------------------------------------------------------------------------------------
+
+
+class _ConsolePoolManager(urllib3.PoolManager):
+    """A pool that applies the console's timeouts to every call and never follows redirects.
+
+    The client passes ``timeout=None`` unless each call sets ``_request_timeout``; a dead cluster would then
+    hang a worker. Redirects are refused so the bearer token is never sent to another address.
+    """
+
+    def __init__(self, *, default_timeout: urllib3.Timeout, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._default_timeout = default_timeout
+
+    def urlopen(self, method, url, redirect=True, **kw):  # type: ignore[no-untyped-def, override]
+        if kw.get("timeout") is None:
+            kw["timeout"] = self._default_timeout
+        return super().urlopen(method, url, redirect=False, **kw)
+
+
+def _ssl_context(credentials: Credentials) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if credentials.insecure_skip_tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif credentials.ca_data:
+        context.load_verify_locations(cadata=credentials.ca_data.decode())
+    if credentials.client_cert:
+        # load_cert_chain only takes paths; an anonymous memory file keeps the key off every filesystem.
+        fd = os.memfd_create("client-credentials", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, credentials.client_cert.rstrip() + b"\n" + credentials.client_key)
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+    return context
+
+
+def build_api_client(
+    credentials: Credentials,
+    *,
+    connect_timeout: float = 3.0,
+    read_timeout: float = 5.0,
+    pool_size: int = 8,
+) -> client.ApiClient:
+    """An ``ApiClient`` for ``credentials``; it never touches the process-wide default configuration."""
+    configuration = client.Configuration()
+    configuration.host = credentials.server.rstrip("/")
+    if credentials.token:
+        configuration.api_key = {"authorization": credentials.token}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+    # Creates and deletes are never retried blindly; GETs are retried by the client on 429/503 with Retry-After.
+    configuration.retries = False
+    api_client = client.ApiClient(configuration)
+    api_client.rest_client.pool_manager = _ConsolePoolManager(
+        default_timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        num_pools=2,
+        maxsize=pool_size,
+        ssl_context=_ssl_context(credentials),
+        retries=False,
+    )
+    api_client.user_agent = "kube-service-console"
+    return api_client
+
+
+class ClientCache:
+    """One pooled client per cluster, rebuilt when the cluster's credentials change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[Hashable, tuple[Hashable, client.ApiClient]] = {}
+
+    def get(self, key: Hashable, version: Hashable, build) -> client.ApiClient:  # type: ignore[no-untyped-def]
+        with self._lock:
+            cached = self._clients.get(key)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+        api_client = build()
+        with self._lock:
+            old = self._clients.get(key)
+            self._clients[key] = (version, api_client)
+        if old is not None and old[1] is not api_client:
+            old[1].rest_client.pool_manager.clear()
+        return api_client
+
+    def clear(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, {}
+        for _version, api_client in clients.values():
+            api_client.rest_client.pool_manager.clear()
+
+
+clients = ClientCache()
+
+
+def api_client_for(cluster) -> client.ApiClient:  # type: ignore[no-untyped-def]
+    """The pooled client of a ``console.models.Cluster``."""
+    from django.conf import settings
+
+    return clients.get(
+        cluster.pk,
+        cluster.credentials_version,
+        lambda: build_api_client(
+            cluster.credentials(),
+            connect_timeout=settings.KUBE_CONNECT_TIMEOUT,
+            read_timeout=settings.KUBE_READ_TIMEOUT,
+        ),
+    )
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+
+
+class ClusterUnavailable(Exception):
+    """The cluster could not be asked; ``str()`` is a message safe to show (no URLs with secrets, no tokens)."""
+
+
+def unavailable_message(error: BaseException) -> str:
+    """Say in plain words why a call failed, without raw exception text or credentials."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(error, ApiException):
+        if error.status == 401:
+            return str(_("The cluster rejected the console's credentials."))
+        if error.status == 403:
+            return str(_("The console's credentials are not allowed to do this on the cluster."))
+        if error.status in (301, 302, 303, 307, 308):
+            return str(_("The API server answered with a redirect; the console does not follow it."))
+        if error.status == 0:
+            return str(_("The cluster's TLS certificate could not be verified."))
+        if error.status == 429:
+            return str(_("The cluster is busy (too many requests); try again in a moment."))
+        if error.status >= 500:
+            return str(
+                _("The cluster's API server reported an internal error (HTTP %(status)d).") % {"status": error.status}
+            )
+        return str(_("The cluster answered HTTP %(status)d.") % {"status": error.status})
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        error = error.reason
+    if isinstance(error, urllib3.exceptions.SSLError | ssl.SSLError):
+        return str(_("The cluster's TLS certificate could not be verified."))
+    if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
+        return str(_("The cluster did not accept a connection in time."))
+    if isinstance(error, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+        return str(_("The cluster did not answer in time."))
+    if isinstance(
+        error,
+        urllib3.exceptions.NewConnectionError | urllib3.exceptions.ProtocolError | ConnectionError,
+    ):
+        return str(_("The cluster cannot be reached."))
+    return str(_("The cluster cannot be reached."))
+
+
+TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+
+
+def server_version(cluster) -> str:  # type: ignore[no-untyped-def]
+    """The cluster's ``gitVersion``; raises ``ClusterUnavailable`` with a readable message."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        info = client.VersionApi(api_client_for(cluster)).get_code()
+    except (ApiException, *TRANSPORT_ERRORS) as error:
+        raise ClusterUnavailable(unavailable_message(error)) from None
+    return info.git_version
+
+
+def list_namespaces(cluster) -> list[str]:  # type: ignore[no-untyped-def]
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        result = client.CoreV1Api(api_client_for(cluster)).list_namespace(_preload_content=False)
+    except (ApiException, *TRANSPORT_ERRORS) as error:
+        raise ClusterUnavailable(unavailable_message(error)) from None
+    import json
+
+    return sorted(item["metadata"]["name"] for item in json.loads(result.data)["items"])

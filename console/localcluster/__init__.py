@@ -1,0 +1,519 @@
+"""A real local Kubernetes control plane: upstream kube-apiserver and etcd, built from their Go modules.
+
+The binaries are built once per version into a cache outside the repository (or taken from
+``KUBEBUILDER_ASSETS``, the envtest convention), then started on free loopback ports with generated
+certificates. There is no controller-manager, scheduler or kubelet: objects are stored and validated by the
+real API server, but nothing reconciles them.
+
+This module only needs the standard library and ``cryptography``, so the management command and the test
+fixtures share it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import datetime
+import fcntl
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+KUBERNETES_VERSION = "v1.37.2"
+ETCD_VERSION = "v3.7.3"
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
+
+Log = Callable[[str], None]
+
+
+class LocalClusterError(Exception):
+    """Something the person running the command can act on; the message says what."""
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- binaries -------------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "kube-service-console" / f"kube-apiserver-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}"
+
+
+def ensure_binaries(log: Log = _stderr) -> Path:
+    """Return a folder holding ``kube-apiserver`` and ``etcd``, building them on first use."""
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets:
+        folder = Path(assets)
+        missing = [name for name in ("kube-apiserver", "etcd") if not os.access(folder / name, os.X_OK)]
+        if missing:
+            raise LocalClusterError(f"KUBEBUILDER_ASSETS={assets} does not hold executable {' and '.join(missing)}.")
+        return folder
+
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        # Two commands may start at once (make run beside make test); the second waits for the first build.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for name, build in (
+            ("etcd", _build_etcd),
+            ("kube-apiserver", _build_kube_apiserver),
+        ):
+            if not (folder / name).exists():
+                build(folder / name, log)
+    return folder
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise LocalClusterError(
+            "Go is needed once to build kube-apiserver and etcd (install Go 1.26 or newer, e.g. `apt-get install "
+            "golang-go` or from go.dev), or set KUBEBUILDER_ASSETS to a folder holding both binaries."
+        )
+    return go
+
+
+def _run_go_build(module: str, target: str, output: Path, ldflags: str, log: Log) -> None:
+    started = time.monotonic()
+    partial = output.with_suffix(".partial")
+    command = [
+        _go(),
+        "build",
+        "-v",
+        "-trimpath",
+        "-ldflags",
+        ldflags,
+        "-o",
+        str(partial),
+        target,
+    ]
+    env = {**os.environ, "GOFLAGS": "-mod=readonly -buildvcs=false", "CGO_ENABLED": "0"}
+    log(f"Building {output.name} from its Go modules (a few minutes the first time; cached in {output.parent})")
+    process = subprocess.Popen(
+        command,
+        cwd=GOMOD_DIR / module,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    tail: list[str] = []
+    compiled = 0
+    for line in process.stdout:
+        tail = [*tail[-30:], line.rstrip()]
+        if not line.startswith(("go: downloading", "#")):
+            compiled += 1
+            if compiled % 200 == 0:
+                log(f"  {output.name}: {compiled} packages compiled ({time.monotonic() - started:.0f} s)")
+    if process.wait() != 0:
+        partial.unlink(missing_ok=True)
+        raise LocalClusterError(f"Building {output.name} failed:\n" + "\n".join(tail))
+    partial.rename(output)
+    log(f"Built {output.name} in {time.monotonic() - started:.0f} s")
+
+
+def _build_kube_apiserver(output: Path, log: Log) -> None:
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    stamp = " ".join(
+        f"-X k8s.io/component-base/version.{key}={value}"
+        for key, value in (
+            ("gitVersion", KUBERNETES_VERSION),
+            ("gitMajor", major),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+        )
+    )
+    _run_go_build(
+        "kube-apiserver",
+        "k8s.io/kubernetes/cmd/kube-apiserver",
+        output,
+        f"-s -w {stamp}",
+        log,
+    )
+
+
+def _build_etcd(output: Path, log: Log) -> None:
+    _run_go_build("etcd", ".", output, "-s -w", log)
+
+
+# --- certificates ---------------------------------------------------------------------------------------------
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _pem_cert(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def create(cls) -> CertificateAuthority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-service-console local CA")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        return cls(cert, key)
+
+    def issue(
+        self,
+        common_name: str,
+        organizations: tuple[str, ...] = (),
+        *,
+        server: bool = False,
+    ) -> tuple[bytes, bytes]:
+        """A leaf certificate and key (PEM) for a client identity or, with ``server``, the API server."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+        subject.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(subject))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        )
+        if server:
+            service_ip = next(ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE).hosts())
+            names: list[x509.GeneralName] = [
+                x509.DNSName(name)
+                for name in (
+                    "localhost",
+                    "kubernetes",
+                    "kubernetes.default",
+                    "kubernetes.default.svc",
+                )
+            ]
+            names += [
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(service_ip),
+            ]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+            usage = x509.ExtendedKeyUsageOID.SERVER_AUTH
+        else:
+            usage = x509.ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        return _pem_cert(cert), _pem_key(key)
+
+
+# --- the running control plane --------------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterState:
+    """What a running control plane needs to be found again and stopped; kept as JSON beside its data."""
+
+    data_dir: str
+    server: str
+    kubeconfig: str
+    etcd_pid: int
+    apiserver_pid: int
+    binaries: str
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterState | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: the kernel sends it SIGTERM when the process that started it ends."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _owned(pid: int, binary: str) -> bool:
+    """Whether ``pid`` is still the process we started (pids are reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmdline) and cmdline[0].decode(errors="replace") == binary
+
+
+def _stop_process(pid: int, binary: str, timeout: float = 15.0) -> None:
+    if not _owned(pid, binary):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not _owned(pid, binary):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def kubeconfig_document(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, name: str = "local") -> dict:
+    """A kubeconfig holding only inline data (no file paths, no exec), as the console itself accepts."""
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": name,
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": b64(ca_pem),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": name,
+                "user": {
+                    "client-certificate-data": b64(cert_pem),
+                    "client-key-data": b64(key_pem),
+                },
+            }
+        ],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+
+
+class ControlPlane:
+    """etcd + kube-apiserver in a private temporary folder, on free loopback ports."""
+
+    def __init__(self, binaries: Path, data_dir: Path | None = None) -> None:
+        self.binaries = binaries
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="kube-service-console-"))
+        self.data_dir.chmod(0o700)
+        self.ca = CertificateAuthority.create()
+        self.ca_pem = _pem_cert(self.ca.cert)
+        self.server = ""
+        self._processes: list[subprocess.Popen] = []
+
+    # The paths below live in the private data folder (mode 0700): they are the control plane's own files.
+    def _write(self, name: str, data: bytes) -> Path:
+        path = self.data_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return path
+
+    def client_credentials(self, user: str, groups: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+        """A client certificate and key (PEM) that the API server authenticates as ``user`` in ``groups``."""
+        return self.ca.issue(user, groups)
+
+    def kubeconfig(self, user: str = "admin", groups: tuple[str, ...] = ("system:masters",)) -> dict:
+        cert, key = self.client_credentials(user, groups)
+        return kubeconfig_document(self.server, self.ca_pem, cert, key)
+
+    def start(self, *, detached: bool = False, log: Log = _stderr, timeout: float = 90.0) -> ClusterState:
+        """Start both processes and wait for ``/readyz``.
+
+        ``detached`` processes outlive this Python process (``localcluster up``); otherwise they die with it,
+        so a test run that crashes leaves nothing behind.
+        """
+        etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
+        self.server = f"https://127.0.0.1:{api_port}"
+        ca_file = self._write("ca.crt", self.ca_pem)
+        serving_cert, serving_key = self.ca.issue("kube-apiserver", server=True)
+        sa_key = ec.generate_private_key(ec.SECP256R1())
+        files = {
+            "tls.crt": serving_cert,
+            "tls.key": serving_key,
+            "sa.key": _pem_key(sa_key),
+            "sa.pub": sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM,
+                serialization.PublicFormat.SubjectPublicKeyInfo,
+            ),
+        }
+        paths = {name: self._write(name, data) for name, data in files.items()}
+        admin_cert, admin_key = self.client_credentials("console-admin", ("system:masters",))
+        admin_cert_file, admin_key_file = (
+            self._write("admin.crt", admin_cert),
+            self._write("admin.key", admin_key),
+        )
+
+        etcd_url, peer_url = (
+            f"http://127.0.0.1:{etcd_port}",
+            f"http://127.0.0.1:{peer_port}",
+        )
+        etcd = [
+            str(self.binaries / "etcd"),
+            "--name=local",
+            f"--data-dir={self.data_dir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=local={peer_url}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ]
+        apiserver = [
+            str(self.binaries / "kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            # The default reconciler refuses a loopback advertise address; with one API server there is nothing
+            # to reconcile.
+            "--endpoint-reconciler-type=none",
+            f"--secure-port={api_port}",
+            f"--cert-dir={self.data_dir / 'certs'}",
+            f"--tls-cert-file={paths['tls.crt']}",
+            f"--tls-private-key-file={paths['tls.key']}",
+            f"--client-ca-file={ca_file}",
+            "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={paths['sa.pub']}",
+            f"--service-account-signing-key-file={paths['sa.key']}",
+            # Without a controller-manager no namespace gets its default ServiceAccount, which this plugin
+            # would demand of every Pod the tests create.
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+            "--profiling=false",
+        ]
+        kwargs: dict = {"stdin": subprocess.DEVNULL, "close_fds": True}
+        if detached:
+            kwargs["start_new_session"] = True
+        else:
+            kwargs["preexec_fn"] = _die_with_parent
+        started = time.monotonic()
+        for name, command in (("etcd", etcd), ("kube-apiserver", apiserver)):
+            with open(self.data_dir / f"{name}.log", "wb") as output:
+                self._processes.append(subprocess.Popen(command, stdout=output, stderr=output, **kwargs))
+        self._wait_ready(admin_cert_file, admin_key_file, ca_file, timeout)
+        log(f"Control plane ready at {self.server} in {time.monotonic() - started:.1f} s")
+
+        kubeconfig = self.data_dir / "kubeconfig"
+        document = kubeconfig_document(self.server, self.ca_pem, admin_cert, admin_key)
+        self._write("kubeconfig", yaml.safe_dump(document, sort_keys=False).encode())
+        return ClusterState(
+            data_dir=str(self.data_dir),
+            server=self.server,
+            kubeconfig=str(kubeconfig),
+            etcd_pid=self._processes[0].pid,
+            apiserver_pid=self._processes[1].pid,
+            binaries=str(self.binaries),
+        )
+
+    def _wait_ready(self, cert: Path, key: Path, ca: Path, timeout: float) -> None:
+        context = ssl.create_default_context(cafile=str(ca))
+        context.load_cert_chain(str(cert), str(key))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in zip(("etcd", "kube-apiserver"), self._processes, strict=True):
+                if process.poll() is not None:
+                    log_tail = (self.data_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                    self.stop()
+                    raise LocalClusterError(f"{name} exited with code {process.returncode}:\n{log_tail}")
+            try:
+                with urllib.request.urlopen(f"{self.server}/readyz", context=context, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise LocalClusterError(f"kube-apiserver was not ready within {timeout:.0f} s")
+
+    def stop(self, *, remove: bool = True) -> None:
+        for process in reversed(self._processes):
+            _stop_process(process.pid, process.args[0])
+        self._processes.clear()
+        if remove:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # etcd alone, for fault tests: the API server keeps running and answers with its own errors.
+    def etcd_process(self) -> subprocess.Popen:
+        return self._processes[0]
+
+
+def stop_state(state: ClusterState) -> None:
+    """Stop a detached control plane recorded in ``state`` and remove its data folder."""
+    _stop_process(state.apiserver_pid, str(Path(state.binaries) / "kube-apiserver"))
+    _stop_process(state.etcd_pid, str(Path(state.binaries) / "etcd"))
+    shutil.rmtree(state.data_dir, ignore_errors=True)
+
+
+def state_running(state: ClusterState) -> bool:
+    return _owned(state.apiserver_pid, str(Path(state.binaries) / "kube-apiserver")) and _owned(
+        state.etcd_pid, str(Path(state.binaries) / "etcd")
+    )

@@ -1,0 +1,177 @@
+"""Settings for the console, driven by the environment.
+
+Development (the default) needs nothing set: the secret key and the credential encryption key are generated on
+first run into the git-ignored data folder. Production (``CONSOLE_ENV=production``) refuses to start unless the
+secrets are given through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("CONSOLE_DATA_DIR", BASE_DIR / "data"))
+PRODUCTION = os.environ.get("CONSOLE_ENV", "development") == "production"
+
+
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _generated_secret(filename: str, make: callable) -> str:
+    """Read a development secret from the data folder, creating it (mode 0600) on first use."""
+    path = DATA_DIR / filename
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+    return path.read_text().strip()
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set when CONSOLE_ENV=production.")
+    return value
+
+
+if PRODUCTION:
+    SECRET_KEY = _required("CONSOLE_SECRET_KEY")
+    # Several keys may be given, newest first: new data is encrypted with the first, old data still decrypts
+    # until `manage.py rotate_credentials_key` re-encrypts it.
+    CREDENTIAL_ENCRYPTION_KEYS = _env_list("CONSOLE_ENCRYPTION_KEYS") or [_required("CONSOLE_ENCRYPTION_KEYS")]
+    DEBUG = False
+else:
+    SECRET_KEY = os.environ.get("CONSOLE_SECRET_KEY") or _generated_secret(
+        "secret_key", lambda: secrets.token_urlsafe(50)
+    )
+    CREDENTIAL_ENCRYPTION_KEYS = _env_list("CONSOLE_ENCRYPTION_KEYS") or [
+        _generated_secret("encryption_key", lambda: Fernet.generate_key().decode())
+    ]
+    DEBUG = os.environ.get("CONSOLE_DEBUG", "1") == "1"
+
+ALLOWED_HOSTS = _env_list("CONSOLE_ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = _env_list("CONSOLE_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "console",
+    "services",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+if PRODUCTION:
+    # The app server serves its own static files (compressed, cached forever by hashed name).
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+
+ROOT_URLCONF = "console.urls"
+WSGI_APPLICATION = "console.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{DATA_DIR / 'console.sqlite3'}",
+        conn_max_age=int(os.environ.get("CONSOLE_DB_CONN_MAX_AGE", "60")),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console:cluster_list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = os.environ.get("CONSOLE_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.environ.get("CONSOLE_STATIC_ROOT", BASE_DIR / "staticfiles"))
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = os.environ.get("CONSOLE_SSL_REDIRECT", "1") == "1"
+    SECURE_HSTS_SECONDS = int(os.environ.get("CONSOLE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# How long the console waits for a cluster: a dead one must answer within about five seconds.
+KUBE_CONNECT_TIMEOUT = float(os.environ.get("CONSOLE_KUBE_CONNECT_TIMEOUT", "3"))
+KUBE_READ_TIMEOUT = float(os.environ.get("CONSOLE_KUBE_READ_TIMEOUT", "5"))
+# A kubeconfig is a small document; anything larger is refused before it is parsed.
+KUBECONFIG_MAX_BYTES = 256 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {
+        "handlers": ["console"],
+        "level": os.environ.get("CONSOLE_LOG_LEVEL", "INFO"),
+    },
+    "loggers": {
+        # urllib3 logs request lines at DEBUG; they carry no credentials, but keep it quiet by default.
+        "urllib3": {"level": "WARNING"},
+    },
+}
