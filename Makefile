@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	$(BIN)/python manage.py localcluster up >/dev/null
+	$(BIN)/python manage.py demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: setup lint

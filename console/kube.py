@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import ssl
 import threading
@@ -21,6 +22,7 @@ import urllib3
 import yaml
 from django.utils.translation import gettext_lazy as _
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 # Keys a kubeconfig may carry that make the client run a program, read a file, or route through a proxy.
 _FORBIDDEN_CLUSTER_KEYS = {"certificate-authority", "proxy-url", "extensions"}
@@ -89,7 +91,7 @@ class _SafeLoader(yaml.SafeLoader):
 def load_yaml_document(text: str | bytes, max_bytes: int) -> object:
     """Load exactly one YAML document with no tags beyond plain data, no aliases, under a size cap."""
     if len(text) > max_bytes:
-        raise KubeconfigError(_("The file is larger than %(limit)d KiB.") % {"limit": max_bytes // 1024})
+        raise KubeconfigError(_("The YAML is larger than %(limit)d KiB.") % {"limit": max_bytes // 1024})
     try:
         documents = list(yaml.load_all(text, Loader=_SafeLoader))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
@@ -97,11 +99,11 @@ def load_yaml_document(text: str | bytes, max_bytes: int) -> object:
         where = _(" (line %(line)d)") % {"line": mark.line + 1} if mark is not None else ""
         problem = getattr(error, "problem", None) or _("not valid YAML")
         raise KubeconfigError(
-            _("The file is not valid YAML%(where)s: %(problem)s.") % {"where": where, "problem": problem}
+            _("This is not valid YAML%(where)s: %(problem)s.") % {"where": where, "problem": problem}
         ) from None
     if len(documents) != 1:
         raise KubeconfigError(
-            _("The file must hold exactly one YAML document; it holds %(count)d.") % {"count": len(documents)}
+            _("Give exactly one YAML document; this text holds %(count)d.") % {"count": len(documents)}
         )
     return documents[0]
 
@@ -143,7 +145,7 @@ def parse_kubeconfig(
     """Turn an uploaded kubeconfig into ``Credentials``, refusing anything that is not inline data."""
     document = load_yaml_document(text, max_bytes)
     if not isinstance(document, dict):
-        raise KubeconfigError(_("A kubeconfig is a YAML mapping; this file is not."))
+        raise KubeconfigError(_("A kubeconfig is a YAML mapping; this is not."))
     if document.get("kind", "Config") != "Config":
         raise KubeconfigError(_("This is not a kubeconfig (kind must be Config)."))
     context = context or document.get("current-context")
@@ -174,6 +176,7 @@ def parse_kubeconfig(
     server = cluster.get("server")
     if not isinstance(server, str) or not server:
         raise KubeconfigError(_("The cluster entry has no server URL."))
+    validate_server_url(server, allow_http=allow_insecure)
     credentials = Credentials(
         server=server,
         ca_data=_decode_b64(cluster["certificate-authority-data"], "certificate-authority-data")
@@ -229,13 +232,18 @@ def _ssl_context(credentials: Credentials) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     elif credentials.ca_data:
-        context.load_verify_locations(cadata=credentials.ca_data.decode())
+        try:
+            context.load_verify_locations(cadata=credentials.ca_data.decode(errors="replace"))
+        except (ssl.SSLError, ValueError):
+            raise KubeconfigError(_("The certificate authority data is not a PEM certificate.")) from None
     if credentials.client_cert:
         # load_cert_chain only takes paths; an anonymous memory file keeps the key off every filesystem.
         fd = os.memfd_create("client-credentials", os.MFD_CLOEXEC)
         try:
             os.write(fd, credentials.client_cert.rstrip() + b"\n" + credentials.client_key)
             context.load_cert_chain(f"/proc/self/fd/{fd}")
+        except ssl.SSLError:
+            raise KubeconfigError(_("The client certificate and key are not a matching PEM pair.")) from None
         finally:
             os.close(fd)
     return context
@@ -322,8 +330,6 @@ class ClusterUnavailable(Exception):
 
 def unavailable_message(error: BaseException) -> str:
     """Say in plain words why a call failed, without raw exception text or credentials."""
-    from kubernetes.client.exceptions import ApiException
-
     if isinstance(error, ApiException):
         if error.status == 401:
             return str(_("The cluster rejected the console's credentials."))
@@ -359,24 +365,38 @@ def unavailable_message(error: BaseException) -> str:
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
-def server_version(cluster) -> str:  # type: ignore[no-untyped-def]
-    """The cluster's ``gitVersion``; raises ``ClusterUnavailable`` with a readable message."""
-    from kubernetes.client.exceptions import ApiException
-
+def _ask(call):  # type: ignore[no-untyped-def]
+    """Run one API call, turning every failure into ``ClusterUnavailable`` with a readable message."""
     try:
-        info = client.VersionApi(api_client_for(cluster)).get_code()
+        return call()
     except (ApiException, *TRANSPORT_ERRORS) as error:
         raise ClusterUnavailable(unavailable_message(error)) from None
-    return info.git_version
+
+
+def check_connection(credentials: Credentials) -> str:
+    """Reach a cluster with credentials not yet stored; return its version or raise ``ClusterUnavailable``."""
+    from django.conf import settings
+
+    api_client = build_api_client(
+        credentials, connect_timeout=settings.KUBE_CONNECT_TIMEOUT, read_timeout=settings.KUBE_READ_TIMEOUT
+    )
+    try:
+        # /version is readable by anyone, so also ask something that needs authentication.
+        _ask(
+            lambda: client.AuthenticationV1Api(api_client).create_self_subject_review(
+                {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+            )
+        )
+        return _ask(lambda: client.VersionApi(api_client).get_code()).git_version
+    finally:
+        api_client.rest_client.pool_manager.clear()
+
+
+def server_version(cluster) -> str:  # type: ignore[no-untyped-def]
+    """The cluster's ``gitVersion``; raises ``ClusterUnavailable`` with a readable message."""
+    return _ask(lambda: client.VersionApi(api_client_for(cluster)).get_code()).git_version
 
 
 def list_namespaces(cluster) -> list[str]:  # type: ignore[no-untyped-def]
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        result = client.CoreV1Api(api_client_for(cluster)).list_namespace(_preload_content=False)
-    except (ApiException, *TRANSPORT_ERRORS) as error:
-        raise ClusterUnavailable(unavailable_message(error)) from None
-    import json
-
-    return sorted(item["metadata"]["name"] for item in json.loads(result.data)["items"])
+    response = _ask(lambda: client.CoreV1Api(api_client_for(cluster)).list_namespace(_preload_content=False))
+    return sorted(item["metadata"]["name"] for item in json.loads(response.data)["items"])

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from console import kube, localcluster
+from console.models import Cluster, Grant, Role
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +61,105 @@ def _isolated_clients() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: settings) -> None:  # type: ignore[valid-type]
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- the console's side: a registered cluster and users with roles ------------------------------------------------
+
+
+@pytest.fixture
+def cluster(db: None, admin_credentials: kube.Credentials) -> Cluster:
+    """The session's control plane registered as cluster "local", with the console's admin credentials."""
+    registered = Cluster(name="local", display_name="Local")
+    registered.set_credentials(admin_credentials)
+    registered.save()
+    return registered
+
+
+@pytest.fixture
+def make_user(db: None):  # type: ignore[no-untyped-def]
+    """make_user("alice", role=Role.NS_EDIT, cluster=c, namespace="ns") -> a user holding that grant."""
+
+    def make(username: str, *, role: Role | None = None, cluster: Cluster | None = None, namespace: str = "", **extra):  # type: ignore[no-untyped-def]
+        user = get_user_model().objects.create_user(username, password="pw-" + username, **extra)
+        if role is not None:
+            Grant.objects.create(
+                user=user, cluster=cluster, role=role, namespace="" if Role(role).is_cluster_wide else namespace
+            )
+        return user
+
+    return make
+
+
+@pytest.fixture
+def metallb(admin_api: client.ApiClient) -> Iterator[list[str]]:
+    """MetalLB's IPAddressPool type (a minimal CRD) with two pools; removed again afterwards, because other tests
+    check what a cluster without MetalLB looks like."""
+    extensions = client.ApiextensionsV1Api(admin_api)
+    custom = client.CustomObjectsApi(admin_api)
+    extensions.create_custom_resource_definition(IPADDRESSPOOL_CRD)
+    _wait_for(lambda: custom.list_cluster_custom_object("metallb.io", "v1beta1", "ipaddresspools"))
+    pools = ["public-pool", "office-pool"]
+    namespace = "default"
+    for pool in pools:
+        custom.create_namespaced_custom_object(
+            "metallb.io",
+            "v1beta1",
+            namespace,
+            "ipaddresspools",
+            {
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": "IPAddressPool",
+                "metadata": {"name": pool},
+                "spec": {"addresses": ["192.0.2.0/28"]},
+            },
+        )
+    yield pools
+    extensions.delete_custom_resource_definition(IPADDRESSPOOL_CRD["metadata"]["name"])
+
+    def gone() -> None:
+        try:
+            custom.list_cluster_custom_object("metallb.io", "v1beta1", "ipaddresspools")
+        except ApiException as error:
+            if error.status == 404:
+                return
+            raise
+        raise AssertionError("still served")
+
+    _wait_for(gone)
+
+
+def _wait_for(probe, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            probe()
+            return
+        except (ApiException, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+IPADDRESSPOOL_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "ipaddresspools.metallb.io"},
+    "spec": {
+        "group": "metallb.io",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "IPAddressPool",
+            "listKind": "IPAddressPoolList",
+            "plural": "ipaddresspools",
+            "singular": "ipaddresspool",
+        },
+        "versions": [
+            {
+                "name": "v1beta1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}

@@ -1,0 +1,177 @@
+"""Every Kubernetes call the Services pages make, in one place.
+
+Responses are read as raw JSON (``_preload_content=False``): the pages need plain dicts, and the client's model
+deserialization costs more than the request itself on large lists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from console import kube
+from console.models import Cluster
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+@dataclass
+class ApiError(Exception):
+    """The API server refused a request; ``causes`` are its field-level reasons (422)."""
+
+    status: int
+    message: str
+    reason: str = ""
+    causes: list[dict[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def from_exception(cls, error: ApiException) -> ApiError:
+        try:
+            body = json.loads(error.body or "{}")
+        except ValueError:
+            body = {}
+        return cls(
+            status=error.status,
+            message=body.get("message") or error.reason or "",
+            reason=body.get("reason", ""),
+            causes=(body.get("details") or {}).get("causes") or [],
+        )
+
+
+def _call(function, *args, **kwargs) -> Any:  # type: ignore[no-untyped-def]
+    """Call the API; a refusal (4xx) becomes ``ApiError``, an unreachable or failing cluster
+    ``kube.ClusterUnavailable``."""
+    try:
+        response = function(*args, _preload_content=False, **kwargs)
+    except ApiException as error:
+        if 400 <= error.status < 500 and error.status not in (401, 429):
+            raise ApiError.from_exception(error) from None
+        raise kube.ClusterUnavailable(kube.unavailable_message(error)) from None
+    except kube.TRANSPORT_ERRORS as error:
+        raise kube.ClusterUnavailable(kube.unavailable_message(error)) from None
+    return json.loads(response.data)
+
+
+def _core(cluster: Cluster) -> client.CoreV1Api:
+    return client.CoreV1Api(kube.api_client_for(cluster))
+
+
+def list_services(
+    cluster: Cluster, namespace: str, *, limit: int | None = None, continue_token: str | None = None
+) -> tuple[list[dict], str]:
+    """One page of Services and the token for the next ('' at the end)."""
+    kwargs: dict[str, Any] = {}
+    if limit:
+        kwargs["limit"] = limit
+    if continue_token:
+        kwargs["_continue"] = continue_token
+    result = _call(_core(cluster).list_namespaced_service, namespace, **kwargs)
+    return result["items"], result["metadata"].get("continue", "")
+
+
+def get_service(cluster: Cluster, namespace: str, name: str) -> dict:
+    return _call(_core(cluster).read_namespaced_service, name, namespace)
+
+
+def create_service(cluster: Cluster, namespace: str, manifest: dict, *, dry_run: bool = False) -> dict:
+    kwargs = {"dry_run": "All"} if dry_run else {}
+    return _call(_core(cluster).create_namespaced_service, namespace, manifest, **kwargs)
+
+
+def replace_service(cluster: Cluster, namespace: str, name: str, manifest: dict, *, dry_run: bool = False) -> dict:
+    kwargs = {"dry_run": "All"} if dry_run else {}
+    return _call(_core(cluster).replace_namespaced_service, name, namespace, manifest, **kwargs)
+
+
+def delete_service(cluster: Cluster, namespace: str, name: str, uid: str) -> bool:
+    """Delete the Service with this uid only; False when it was already gone."""
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+    try:
+        _call(_core(cluster).delete_namespaced_service, name, namespace, body=body)
+    except ApiError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def node_addresses(cluster: Cluster) -> list[str]:
+    """Node IPs for NodePort addresses (read with the console's credential: namespace users cannot list nodes).
+    External addresses first, then internal ones."""
+    nodes = _call(_core(cluster).list_node)["items"]
+    ranked: list[tuple[int, str]] = []
+    for node in nodes:
+        for address in (node.get("status") or {}).get("addresses") or []:
+            rank = {"ExternalIP": 0, "InternalIP": 1}.get(address.get("type"))
+            if rank is not None:
+                ranked.append((rank, address["address"]))
+    return [address for _rank, address in sorted(ranked)]
+
+
+def list_workloads(cluster: Cluster, namespace: str) -> list[dict]:
+    """The namespace's Deployments, StatefulSets and DaemonSets with their selectors, for 引用负载标签."""
+    apps = client.AppsV1Api(kube.api_client_for(cluster))
+    listers = {
+        "Deployment": apps.list_namespaced_deployment,
+        "StatefulSet": apps.list_namespaced_stateful_set,
+        "DaemonSet": apps.list_namespaced_daemon_set,
+    }
+    workloads = []
+    for kind, lister in listers.items():
+        for item in _call(lister, namespace)["items"]:
+            labels = ((item.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            workloads.append({"kind": kind, "name": item["metadata"]["name"], "match_labels": labels})
+    return workloads
+
+
+def workload_selector(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, str]:
+    apps = client.AppsV1Api(kube.api_client_for(cluster))
+    readers = {
+        "Deployment": apps.read_namespaced_deployment,
+        "StatefulSet": apps.read_namespaced_stateful_set,
+        "DaemonSet": apps.read_namespaced_daemon_set,
+    }
+    if kind not in readers:
+        raise ApiError(status=400, message=f"unknown workload kind {kind!r}")
+    item = _call(readers[kind], name, namespace)
+    return dict(((item.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+
+
+def list_ip_pools(cluster: Cluster) -> list[str] | None:
+    """MetalLB IPAddressPool names, or None when the cluster has no MetalLB CRD. Read with the console's
+    credential so namespace users can pick a pool."""
+    custom = client.CustomObjectsApi(kube.api_client_for(cluster))
+    try:
+        result = _call(custom.list_cluster_custom_object, "metallb.io", "v1beta1", "ipaddresspools")
+    except ApiError as error:
+        if error.status == 404:
+            return None
+        raise
+    return sorted({item["metadata"]["name"] for item in result["items"]})
+
+
+def list_pods(cluster: Cluster, namespace: str, selector: dict[str, str], limit: int = 50) -> list[dict]:
+    if not selector:
+        return []
+    label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+    return _call(_core(cluster).list_namespaced_pod, namespace, label_selector=label_selector, limit=limit)["items"]
+
+
+def list_endpoint_slices(cluster: Cluster, namespace: str, service: str) -> list[dict]:
+    discovery = client.DiscoveryV1Api(kube.api_client_for(cluster))
+    return _call(
+        discovery.list_namespaced_endpoint_slice, namespace, label_selector=f"kubernetes.io/service-name={service}"
+    )["items"]
+
+
+def list_events(cluster: Cluster, namespace: str, service: str) -> list[dict]:
+    selector = f"involvedObject.kind=Service,involvedObject.name={service}"
+    events = _call(_core(cluster).list_namespaced_event, namespace, field_selector=selector)["items"]
+    return sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "", reverse=True)

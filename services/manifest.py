@@ -1,0 +1,218 @@
+"""Service manifests to and from the form's data: pure functions, no I/O.
+
+``ServiceSpec`` is what the form owns. ``build_service_manifest`` turns it into a new Service; ``apply_to_live``
+writes it onto a live object, changing only the owned fields so labels, foreign annotations, clusterIP(s),
+ipFamilies and everything else survive an edit; ``spec_from_service`` reads a live object back into the form.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+CLUSTER_IP, NODE_PORT, LOAD_BALANCER = "ClusterIP", "NodePort", "LoadBalancer"
+SERVICE_TYPES = (CLUSTER_IP, NODE_PORT, LOAD_BALANCER)
+METALLB, OTHER_LB = "metallb", "other"
+
+METALLB_POOL = "metallb.io/address-pool"
+METALLB_IPS = "metallb.io/loadBalancerIPs"
+LEGACY_METALLB_POOL = "metallb.universe.tf/address-pool"
+LEGACY_METALLB_IPS = "metallb.universe.tf/loadBalancerIPs"
+METALLB_KEYS = (METALLB_POOL, METALLB_IPS, LEGACY_METALLB_POOL, LEGACY_METALLB_IPS)
+DEFAULT_SESSION_TIMEOUT = 30
+
+# Fields that only mean something for a LoadBalancer; an edit to another type removes them.
+_LOAD_BALANCER_ONLY = (
+    "loadBalancerIP",
+    "loadBalancerClass",
+    "loadBalancerSourceRanges",
+    "allocateLoadBalancerNodePorts",
+    "healthCheckNodePort",
+)
+
+
+@dataclass
+class PortSpec:
+    port: int
+    protocol: str = "TCP"
+    name: str = ""
+    target_port: int | str | None = None  # None: the API server defaults it to ``port``
+    node_port: int | None = None  # None: allocated by the API server
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    namespace: str
+    type: str = CLUSTER_IP
+    selector: dict[str, str] = field(default_factory=dict)
+    ports: list[PortSpec] = field(default_factory=list)
+    session_affinity: bool = False
+    session_timeout: int = DEFAULT_SESSION_TIMEOUT
+    annotations: dict[str, str] = field(default_factory=dict)
+    external_traffic_policy: str = "Cluster"
+    lb_type: str = METALLB
+    metallb_pool: str = ""
+    lb_address: str = ""
+
+
+def is_form_annotation(key: str) -> bool:
+    """Whether the form's annotation rows show ``key``: not MetalLB's (the LB fields own those), and not the
+    tools' own bookkeeping under kubernetes.io / k8s.io, which an edit keeps untouched."""
+    if key in METALLB_KEYS:
+        return False
+    prefix = key.split("/", 1)[0] if "/" in key else ""
+    return not (prefix.endswith(("kubernetes.io", "k8s.io")))
+
+
+def _port_manifest(port: PortSpec, service_type: str) -> dict[str, Any]:
+    manifest: dict[str, Any] = {"protocol": port.protocol, "port": port.port}
+    if port.name:
+        manifest["name"] = port.name
+    if port.target_port not in (None, ""):
+        manifest["targetPort"] = port.target_port
+    if service_type != CLUSTER_IP and port.node_port:
+        manifest["nodePort"] = port.node_port
+    return manifest
+
+
+def _owned_annotations(spec: ServiceSpec) -> dict[str, str]:
+    annotations = dict(spec.annotations)
+    if spec.type == LOAD_BALANCER and spec.lb_type == METALLB:
+        if spec.metallb_pool:
+            annotations[METALLB_POOL] = spec.metallb_pool
+        if spec.lb_address:
+            annotations[METALLB_IPS] = spec.lb_address
+    return annotations
+
+
+def _owned_spec(spec: ServiceSpec) -> dict[str, Any]:
+    owned: dict[str, Any] = {
+        "type": spec.type,
+        "ports": [_port_manifest(port, spec.type) for port in spec.ports],
+    }
+    if spec.selector:
+        owned["selector"] = dict(spec.selector)
+    if spec.session_affinity:
+        owned["sessionAffinity"] = "ClientIP"
+        owned["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": spec.session_timeout}}
+    else:
+        owned["sessionAffinity"] = "None"
+    if spec.type != CLUSTER_IP:
+        owned["externalTrafficPolicy"] = spec.external_traffic_policy
+    if spec.type == LOAD_BALANCER and spec.lb_type == OTHER_LB and spec.lb_address:
+        owned["loadBalancerIP"] = spec.lb_address
+    return owned
+
+
+def build_service_manifest(spec: ServiceSpec) -> dict[str, Any]:
+    """A new ``v1`` Service from the form's data."""
+    metadata: dict[str, Any] = {"name": spec.name, "namespace": spec.namespace}
+    annotations = _owned_annotations(spec)
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": _owned_spec(spec)}
+
+
+def apply_to_live(live: dict[str, Any], spec: ServiceSpec, resource_version: str) -> dict[str, Any]:
+    """The live Service with the form's fields written over it, ready for a replace (PUT).
+
+    ``resource_version`` is the version the user's form was loaded from, so a change made meanwhile makes the
+    API server answer 409 instead of being overwritten.
+    """
+    service = copy.deepcopy(live)
+    service.setdefault("apiVersion", "v1")
+    service.setdefault("kind", "Service")
+    metadata = service.setdefault("metadata", {})
+    metadata["resourceVersion"] = resource_version
+    kept = {key: value for key, value in (metadata.get("annotations") or {}).items() if not is_form_annotation(key)}
+    for key in METALLB_KEYS:
+        kept.pop(key, None)
+    metadata["annotations"] = {**kept, **_owned_annotations(spec)}
+
+    target = service.setdefault("spec", {})
+    previous_ports = {(p.get("port"), p.get("protocol", "TCP")): p for p in target.get("ports") or []}
+    owned = _owned_spec(spec)
+    for port in owned["ports"]:
+        # Keep what the form does not show (appProtocol) for a port that is still there.
+        before = previous_ports.get((port["port"], port["protocol"]))
+        if before and before.get("appProtocol"):
+            port["appProtocol"] = before["appProtocol"]
+    target.update(owned)
+    if not spec.selector:
+        target.pop("selector", None)
+    if not spec.session_affinity:
+        target.pop("sessionAffinityConfig", None)
+    if spec.type == CLUSTER_IP:
+        target.pop("externalTrafficPolicy", None)
+    if spec.type != LOAD_BALANCER:
+        for key in _LOAD_BALANCER_ONLY:
+            target.pop(key, None)
+    elif spec.lb_type == METALLB or not spec.lb_address:
+        target.pop("loadBalancerIP", None)
+    return service
+
+
+def _int_or_name(value: Any) -> int | str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if str(value).isdigit() else str(value)
+
+
+def spec_from_service(service: dict[str, Any]) -> ServiceSpec:
+    """Read a live Service (as the API's JSON) into the form's data."""
+    metadata, body = service.get("metadata", {}), service.get("spec", {})
+    annotations = metadata.get("annotations") or {}
+    service_type = body.get("type", CLUSTER_IP)
+    pool = annotations.get(METALLB_POOL) or annotations.get(LEGACY_METALLB_POOL) or ""
+    metallb_ips = annotations.get(METALLB_IPS) or annotations.get(LEGACY_METALLB_IPS) or ""
+    uses_metallb = bool(pool or metallb_ips) or not body.get("loadBalancerIP")
+    affinity_config = (body.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+    return ServiceSpec(
+        name=metadata.get("name", ""),
+        namespace=metadata.get("namespace", ""),
+        type=service_type if service_type in SERVICE_TYPES else CLUSTER_IP,
+        selector=dict(body.get("selector") or {}),
+        ports=[
+            PortSpec(
+                port=port.get("port"),
+                protocol=port.get("protocol", "TCP"),
+                name=port.get("name", ""),
+                target_port=_int_or_name(port.get("targetPort")),
+                node_port=port.get("nodePort") if service_type != CLUSTER_IP else None,
+            )
+            for port in body.get("ports") or []
+        ],
+        session_affinity=body.get("sessionAffinity") == "ClientIP",
+        session_timeout=affinity_config.get("timeoutSeconds") or DEFAULT_SESSION_TIMEOUT,
+        annotations={key: value for key, value in annotations.items() if is_form_annotation(key)},
+        external_traffic_policy=body.get("externalTrafficPolicy") or "Cluster",
+        lb_type=METALLB if uses_metallb else OTHER_LB,
+        metallb_pool=pool,
+        lb_address=metallb_ips if uses_metallb else body.get("loadBalancerIP", ""),
+    )
+
+
+def access_addresses(service: dict[str, Any], node_ips: list[str]) -> list[str]:
+    """How to reach a Service: clusterIP:port, nodeIP:nodePort for the first node, LB ingress addresses."""
+    body, status = service.get("spec", {}), service.get("status", {})
+    ports = body.get("ports") or []
+    addresses: list[str] = []
+    cluster_ip = body.get("clusterIP")
+    if cluster_ip and cluster_ip != "None":
+        addresses += [f"{cluster_ip}:{p['port']}" for p in ports]
+    if node_ips and body.get("type") in (NODE_PORT, LOAD_BALANCER):
+        addresses += [f"{node_ips[0]}:{p['nodePort']}" for p in ports if p.get("nodePort")]
+    if body.get("type") == LOAD_BALANCER:
+        ingress = (status.get("loadBalancer") or {}).get("ingress") or []
+        addresses += [f"{i.get('ip') or i.get('hostname')}:{p['port']}" for i in ingress for p in ports]
+    return addresses
+
+
+def load_balancer_pending(service: dict[str, Any]) -> bool:
+    return service.get("spec", {}).get("type") == LOAD_BALANCER and not (
+        (service.get("status", {}).get("loadBalancer") or {}).get("ingress")
+    )
