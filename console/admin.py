@@ -58,14 +58,14 @@ class ClusterAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     _("%(cluster)s is reachable: Kubernetes %(version)s.")
-                    % {"cluster": cluster.name, "version": cluster.kubernetes_version},
+                    % {"cluster": cluster, "version": cluster.kubernetes_version},
                     messages.SUCCESS,
                 )
             except kube.ClusterUnavailable as error:
                 cluster.reachable = False
                 self.message_user(
                     request,
-                    _("%(cluster)s: %(reason)s") % {"cluster": cluster.name, "reason": error},
+                    _("%(cluster)s: %(reason)s") % {"cluster": cluster, "reason": error},
                     messages.ERROR,
                 )
             cluster.last_checked = timezone.now()

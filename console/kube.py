@@ -350,6 +350,9 @@ def unavailable_message(error: BaseException) -> str:
         error = error.reason
     if isinstance(error, urllib3.exceptions.SSLError | ssl.SSLError):
         return str(_("The cluster's TLS certificate could not be verified."))
+    # NewConnectionError subclasses ConnectTimeoutError, so it is asked first.
+    if isinstance(error, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+        return str(_("The cluster cannot be reached."))
     if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
         return str(_("The cluster did not accept a connection in time."))
     if isinstance(error, urllib3.exceptions.ReadTimeoutError | TimeoutError):
