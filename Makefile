@@ -10,6 +10,7 @@ PORT ?= 8000
 # Idempotent: the virtualenv is refreshed when pyproject.toml changes; the control-plane binaries are built once
 # per version into ~/.cache; migrations run every time (a no-op when current).
 setup: $(VENV)/.installed
+	$(BIN)/python manage.py compilemessages --ignore=.venv --verbosity 0
 	$(BIN)/python manage.py localcluster build >/dev/null
 	$(BIN)/python manage.py migrate --verbosity 0
 

@@ -105,18 +105,22 @@ def cluster_for_user(request: HttpRequest, cluster_name: str) -> Access:
 
 
 def namespace_access(request: HttpRequest, cluster_name: str, namespace: str, *, write: bool = False) -> Access:
-    """Access for a view in one namespace; raises PermissionDenied (and audits a denied write)."""
-    access = cluster_for_user(request, cluster_name)
-    if not access.can_view(namespace):
-        raise PermissionDenied
-    if write and not access.can_edit(namespace):
-        audit.record(
-            request,
-            action=f"{request.method.lower()} {request.resolver_match.url_name if request.resolver_match else ''}".strip(),
-            result="denied",
-            cluster=cluster_name,
-            namespace=namespace,
-            detail="the user's role does not allow changes here",
-        )
-        raise PermissionDenied
+    """Access for a view in one namespace; raises Http404 / PermissionDenied, and audits every refused write."""
+    try:
+        access = cluster_for_user(request, cluster_name)
+        if not access.can_view(namespace) or (write and not access.can_edit(namespace)):
+            raise PermissionDenied
+    except (Http404, PermissionDenied):
+        if write and request.user.is_authenticated:
+            url_name = request.resolver_match.url_name if request.resolver_match else ""
+            audit.record(
+                request,
+                action=f"{request.method} {url_name}",
+                result="denied",
+                cluster=cluster_name,
+                namespace=namespace,
+                name=(request.resolver_match.kwargs.get("name", "") if request.resolver_match else ""),
+                detail="the user's roles do not allow changes here",
+            )
+        raise
     return access

@@ -296,3 +296,34 @@ def test_cluster_status_partial_reports_the_version(
     client.force_login(make_user("v", role=Role.NS_VIEW, cluster=cluster, namespace=namespace))
     html = client.get("/clusters/local/status/", HTTP_HX_REQUEST="true").content.decode()
     assert "Reachable" in html and "v1.37.2" in html and "<html" not in html
+
+
+def test_a_silent_cluster_is_bounded_by_the_read_timeout(settings, client: Client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A server that accepts connections and never answers: the page says so instead of hanging."""
+    import socket
+
+    from console import kube
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    settings.KUBE_READ_TIMEOUT = 0.5
+    silent = Cluster(name="silent")
+    silent.set_credentials(kube.Credentials(server=f"https://127.0.0.1:{listener.getsockname()[1]}", token="t"))
+    silent.save()
+    client.force_login(make_user("watcher", role=Role.CLUSTER_VIEW, cluster=silent))
+    try:
+        html = client.get("/clusters/silent/status/", HTTP_HX_REQUEST="true").content.decode()
+    finally:
+        listener.close()
+    assert "did not answer in time" in html and "Unreachable" in html
+
+
+def test_pooled_clients_are_reused_and_rebuilt_when_credentials_change(cluster: Cluster, admin_credentials) -> None:  # type: ignore[no-untyped-def]
+    from console import kube
+
+    first = kube.api_client_for(cluster)
+    assert kube.api_client_for(Cluster.objects.get(pk=cluster.pk)) is first
+    cluster.set_credentials(admin_credentials)
+    cluster.save()
+    assert kube.api_client_for(cluster) is not first
