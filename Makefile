@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test lint format bench clean-cluster
+.PHONY: setup run test lint format bench check-deploy clean-cluster
 
 # Idempotent: the virtualenv is refreshed when pyproject.toml changes; the control-plane binaries are built once
 # per version into ~/.cache; migrations run every time (a no-op when current).
@@ -35,6 +35,13 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Django's deployment checklist against production settings (throwaway secrets: only the settings are judged).
+check-deploy: $(VENV)/.installed
+	CONSOLE_ENV=production CONSOLE_ALLOWED_HOSTS=console.example.com \
+	CONSOLE_SECRET_KEY="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	CONSOLE_ENCRYPTION_KEYS="$$($(BIN)/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
+	$(BIN)/python manage.py check --deploy --fail-level WARNING
 
 clean-cluster: $(VENV)/.installed
 	$(BIN)/python manage.py localcluster down

@@ -32,11 +32,12 @@ def record(
     kind: str = "",
     name: str = "",
     detail: str = "",
+    username: str = "",
 ) -> AuditEntry:
     user = request.user if request.user.is_authenticated else None
     return AuditEntry.objects.create(
         user=user,
-        username=user.get_username() if user else "",
+        username=user.get_username() if user else username[:150],
         cluster=cluster,
         namespace=namespace,
         kind=kind,

@@ -14,8 +14,10 @@ import json
 import os
 import ssl
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
@@ -223,6 +225,7 @@ class _ConsolePoolManager(urllib3.PoolManager):
     def urlopen(self, method, url, redirect=True, **kw):  # type: ignore[no-untyped-def, override]
         if kw.get("timeout") is None:
             kw["timeout"] = self._default_timeout
+        kw["retries"] = False  # retrying is decided by ``call``, per verb
         return super().urlopen(method, url, redirect=False, **kw)
 
 
@@ -368,12 +371,73 @@ def unavailable_message(error: BaseException) -> str:
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
-def _ask(call):  # type: ignore[no-untyped-def]
-    """Run one API call, turning every failure into ``ClusterUnavailable`` with a readable message."""
-    try:
-        return call()
-    except (ApiException, *TRANSPORT_ERRORS) as error:
-        raise ClusterUnavailable(unavailable_message(error)) from None
+@dataclass
+class ApiError(Exception):
+    """The API server refused a request (4xx); ``causes`` are its field-level reasons (422)."""
+
+    status: int
+    message: str
+    reason: str = ""
+    causes: list[dict[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def from_exception(cls, error: ApiException) -> ApiError:
+        try:
+            body = json.loads(error.body or "{}")
+        except ValueError:
+            body = {}
+        return cls(
+            status=error.status,
+            message=body.get("message") or error.reason or "",
+            reason=body.get("reason", ""),
+            causes=(body.get("details") or {}).get("causes") or [],
+        )
+
+
+# Reads are retried when the server asks for it (429, or 503 with Retry-After), a bounded number of times and
+# never longer than MAX_RETRY_WAIT each, so a page still answers in seconds. Writes are never retried: a create
+# whose answer was lost may have happened, and the user decides what to do next.
+READ_PREFIXES = ("list_", "read_", "get_")
+MAX_READ_RETRIES = 2
+MAX_RETRY_WAIT = 2.0
+
+
+def _retry_wait(error: ApiException, attempt: int) -> float | None:
+    if error.status not in (429, 503):
+        return None
+    headers = error.headers or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None if error.status == 503 else min(0.25 * 2**attempt, MAX_RETRY_WAIT)
+    return min(float(value), MAX_RETRY_WAIT) if str(value).strip().isdigit() else None
+
+
+def call(function, *args, **kwargs) -> Any:  # type: ignore[no-untyped-def]
+    """Call one API method and return the raw JSON as plain data.
+
+    A refusal (4xx, except 401 and 429) becomes ``ApiError``; an unreachable, overloaded or failing cluster
+    ``ClusterUnavailable`` with a message safe to show. The client's model deserialization is skipped: pages need
+    dicts, and on large lists it costs more than the request.
+    """
+    attempts = 1 + (MAX_READ_RETRIES if function.__name__.startswith(READ_PREFIXES) else 0)
+    for attempt in range(attempts):
+        try:
+            response = function(*args, _preload_content=False, **kwargs)
+            return json.loads(response.data)
+        except ApiException as error:
+            wait = _retry_wait(error, attempt) if attempt + 1 < attempts else None
+            if wait is not None:
+                time.sleep(wait)
+                continue
+            if 400 <= error.status < 500 and error.status not in (401, 429):
+                raise ApiError.from_exception(error) from None
+            raise ClusterUnavailable(unavailable_message(error)) from None
+        except TRANSPORT_ERRORS as error:
+            raise ClusterUnavailable(unavailable_message(error)) from None
+    raise AssertionError("unreachable")
 
 
 def check_connection(credentials: Credentials) -> str:
@@ -385,21 +449,28 @@ def check_connection(credentials: Credentials) -> str:
     )
     try:
         # /version is readable by anyone, so also ask something that needs authentication.
-        _ask(
-            lambda: client.AuthenticationV1Api(api_client).create_self_subject_review(
-                {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-            )
+        call(
+            client.AuthenticationV1Api(api_client).create_self_subject_review,
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
         )
-        return _ask(lambda: client.VersionApi(api_client).get_code()).git_version
+        return call(client.VersionApi(api_client).get_code)["gitVersion"]
+    except ApiError as error:
+        raise ClusterUnavailable(unavailable_message(ApiException(status=error.status))) from None
     finally:
         api_client.rest_client.pool_manager.clear()
 
 
 def server_version(cluster) -> str:  # type: ignore[no-untyped-def]
     """The cluster's ``gitVersion``; raises ``ClusterUnavailable`` with a readable message."""
-    return _ask(lambda: client.VersionApi(api_client_for(cluster)).get_code()).git_version
+    try:
+        return call(client.VersionApi(api_client_for(cluster)).get_code)["gitVersion"]
+    except ApiError as error:
+        raise ClusterUnavailable(unavailable_message(ApiException(status=error.status))) from None
 
 
 def list_namespaces(cluster) -> list[str]:  # type: ignore[no-untyped-def]
-    response = _ask(lambda: client.CoreV1Api(api_client_for(cluster)).list_namespace(_preload_content=False))
-    return sorted(item["metadata"]["name"] for item in json.loads(response.data)["items"])
+    try:
+        result = call(client.CoreV1Api(api_client_for(cluster)).list_namespace)
+    except ApiError as error:
+        raise ClusterUnavailable(unavailable_message(ApiException(status=error.status))) from None
+    return sorted(item["metadata"]["name"] for item in result["items"])

@@ -1,17 +1,11 @@
-"""Every Kubernetes call the Services pages make, in one place.
-
-Responses are read as raw JSON (``_preload_content=False``): the pages need plain dicts, and the client's model
-deserialization costs more than the request itself on large lists.
-"""
+"""Every Kubernetes call the Services pages make, in one place. Each goes through ``kube.call``: raw JSON,
+refusals as ``ApiError``, an unavailable cluster as ``ClusterUnavailable``, reads retried only when asked to."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from console import kube
 from console.models import Cluster
@@ -19,44 +13,8 @@ from console.models import Cluster
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
 
-@dataclass
-class ApiError(Exception):
-    """The API server refused a request; ``causes`` are its field-level reasons (422)."""
-
-    status: int
-    message: str
-    reason: str = ""
-    causes: list[dict[str, str]] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return self.message
-
-    @classmethod
-    def from_exception(cls, error: ApiException) -> ApiError:
-        try:
-            body = json.loads(error.body or "{}")
-        except ValueError:
-            body = {}
-        return cls(
-            status=error.status,
-            message=body.get("message") or error.reason or "",
-            reason=body.get("reason", ""),
-            causes=(body.get("details") or {}).get("causes") or [],
-        )
-
-
-def _call(function, *args, **kwargs) -> Any:  # type: ignore[no-untyped-def]
-    """Call the API; a refusal (4xx) becomes ``ApiError``, an unreachable or failing cluster
-    ``kube.ClusterUnavailable``."""
-    try:
-        response = function(*args, _preload_content=False, **kwargs)
-    except ApiException as error:
-        if 400 <= error.status < 500 and error.status not in (401, 429):
-            raise ApiError.from_exception(error) from None
-        raise kube.ClusterUnavailable(kube.unavailable_message(error)) from None
-    except kube.TRANSPORT_ERRORS as error:
-        raise kube.ClusterUnavailable(kube.unavailable_message(error)) from None
-    return json.loads(response.data)
+ApiError = kube.ApiError
+_call = kube.call
 
 
 def _core(cluster: Cluster) -> client.CoreV1Api:

@@ -51,14 +51,21 @@ def add_cluster(admin_client: Client, **fields: str) -> object:
 
 
 def database_bytes(tmp_path: Path) -> bytes:
-    """The whole database as SQLite writes it to disk."""
-    target = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}.sqlite3"
+    """The whole database: on SQLite the file as written to disk, elsewhere every row of every table."""
+    if connection.vendor == "sqlite":
+        target = tmp_path / f"copy-{len(list(tmp_path.iterdir()))}.sqlite3"
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM INTO %s", [str(target)])
+        return target.read_bytes()
+    dump = []
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM INTO %s", [str(target)])
-    return target.read_bytes()
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f'SELECT * FROM "{table}"')
+            dump.append(f"{table}: {cursor.fetchall()!r}")
+    return "\n".join(dump).encode()
 
 
-@pytest.mark.django_db(transaction=True)  # VACUUM INTO cannot run inside the test's transaction
+@pytest.mark.django_db(transaction=True)  # SQLite's VACUUM INTO cannot run inside a transaction
 def test_a_token_is_stored_encrypted_and_never_shown(
     admin_client: Client, control_plane: localcluster.ControlPlane, service_account_token: str, tmp_path: Path
 ) -> None:
@@ -74,7 +81,7 @@ def test_a_token_is_stored_encrypted_and_never_shown(
     assert (cluster.kubernetes_version, cluster.reachable, cluster.auth_method) == ("v1.37.2", True, "token")
 
     stored = database_bytes(tmp_path)
-    assert len(stored) > 50_000 and b"console_cluster" in stored  # the real database, with the row in it
+    assert len(stored) > 5_000 and cluster.encrypted_credentials[:40].encode() in stored  # the row is in it
     assert service_account_token.encode() not in stored
     assert service_account_token[-24:].encode() not in stored
     for page in (
