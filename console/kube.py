@@ -345,8 +345,14 @@ def unavailable_message(error: BaseException) -> str:
         if error.status == 429:
             return str(_("The cluster is busy (too many requests); try again in a moment."))
         if error.status >= 500:
+            # The API server's own Status message (e.g. an etcd timeout) says what failed; it holds no secrets.
+            try:
+                detail = str(json.loads(error.body or "{}").get("message", ""))[:300]
+            except (ValueError, AttributeError):
+                detail = ""
             return str(
-                _("The cluster's API server reported an internal error (HTTP %(status)d).") % {"status": error.status}
+                _("The cluster's API server failed (HTTP %(status)d): %(detail)s")
+                % {"status": error.status, "detail": detail or error.reason or ""}
             )
         return str(_("The cluster answered HTTP %(status)d.") % {"status": error.status})
     if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:

@@ -131,7 +131,8 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
     context = {
         "access": access,
         "namespace": namespace,
-        "namespaces": _namespaces(access) if not request.htmx else [],
+        # One failed call is enough: a cluster that just failed is not asked again for its namespaces.
+        "namespaces": _namespaces(access) if not request.htmx and not error else [namespace],
         "rows": [_row(s, node_ips) for s in items],
         "query": query,
         "type_filter": type_filter,
@@ -262,10 +263,8 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
             if bundle.is_valid():
                 stored, conflict = _save(request, bundle, access, namespace, live)
                 if stored is not None:
-                    verb = _("updated") if live else _("created")
-                    messages.success(
-                        request, _("Service “%(name)s” %(verb)s.") % {"name": stored["metadata"]["name"], "verb": verb}
-                    )
+                    done = _("Service “%(name)s” updated.") if live else _("Service “%(name)s” created.")
+                    messages.success(request, done % {"name": stored["metadata"]["name"]})
                     return _redirect(
                         request, reverse("services:detail", args=[cluster, namespace, stored["metadata"]["name"]])
                     )
@@ -388,8 +387,8 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
                 _record(request, access, namespace, f"{action} (yaml)", target, "failed", str(error))
             else:
                 _record(request, access, namespace, f"{action} (yaml)", target, "success")
-                verb = _("updated") if live else _("created")
-                messages.success(request, _("Service “%(name)s” %(verb)s.") % {"name": target, "verb": verb})
+                done = _("Service “%(name)s” updated.") if live else _("Service “%(name)s” created.")
+                messages.success(request, done % {"name": target})
                 return _redirect(request, reverse("services:detail", args=[cluster, namespace, target]))
     context = {
         "access": access,

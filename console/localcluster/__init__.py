@@ -358,8 +358,9 @@ def kubeconfig_document(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: by
 class ControlPlane:
     """etcd + kube-apiserver in a private temporary folder, on free loopback ports."""
 
-    def __init__(self, binaries: Path, data_dir: Path | None = None) -> None:
+    def __init__(self, binaries: Path, data_dir: Path | None = None, apiserver_args: tuple[str, ...] = ()) -> None:
         self.binaries = binaries
+        self.apiserver_args = apiserver_args
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="kube-service-console-"))
         self.data_dir.chmod(0o700)
         self.ca = CertificateAuthority.create()
@@ -449,6 +450,7 @@ class ControlPlane:
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
             "--profiling=false",
+            *self.apiserver_args,
         ]
         kwargs: dict = {"stdin": subprocess.DEVNULL, "close_fds": True}
         if detached:
