@@ -7,6 +7,7 @@ matching fields by ``apply_api_errors``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -136,6 +137,22 @@ class ServiceForm(forms.Form):
         if not DNS1035_LABEL.match(name):
             raise ValidationError(self.error_messages["name_format"], code="name_format")
         return name
+
+    def clean_lb_address(self) -> str:
+        """An IP address (MetalLB also takes an IPv4 and an IPv6 address, comma-separated, for dual stack)."""
+        value = self.cleaned_data["lb_address"].strip()
+        parts = [part.strip() for part in value.split(",")] if value else []
+        try:
+            for part in parts:
+                ipaddress.ip_address(part)
+        except ValueError:
+            raise ValidationError(
+                _("Give an IP address such as 192.0.2.10 (for MetalLB, two separated by a comma for dual stack)."),
+                code="invalid_address",
+            ) from None
+        if len(parts) > 2:
+            raise ValidationError(_("Give at most two addresses."), code="too_many_addresses")
+        return ",".join(parts)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

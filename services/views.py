@@ -19,6 +19,7 @@ from services import api
 from services import manifest as m
 from services.forms import (
     ANNOTATIONS,
+    DNS1035_LABEL,
     PORTS,
     SELECTOR,
     ServiceFormBundle,
@@ -325,6 +326,11 @@ def _document_from_yaml(text: str, namespace: str, name: str | None) -> dict:
     metadata = document.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
         raise ValueError(_("Give the Service a name under metadata.name."))
+    if len(metadata["name"]) > 63 or not DNS1035_LABEL.match(metadata["name"]):
+        # The API server would judge this too, but it reports an IP allocation failure first.
+        raise ValueError(
+            _("metadata.name must be at most 63 lowercase letters, digits and '-', starting with a letter.")
+        )
     if not isinstance(document.get("spec", {}), dict):
         raise ValueError(_("spec must be a mapping."))
     given = metadata.get("namespace")

@@ -1,0 +1,1 @@
+"""The console's benchmark (``make bench``): see ``bench/run.py``."""

@@ -1,0 +1,351 @@
+"""The benchmark's outputs: the table it prints, ``docs/benchmarks.md`` and ``docs/benchmarks.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+SIZES = (100, 1000, 5000)
+
+# name, limit (the value must be <= limit), what it is
+TARGETS: list[tuple[str, float, str]] = [
+    ("list_vs_raw_1000", 1.3, "list page / raw call for the same page, 1,000 Services"),
+    ("list_5000_vs_100", 1.5, "first list page at 5,000 Services / at 100"),
+    ("create_vs_raw", 1.3, "create through the form POST / raw create"),
+    ("errors_32", 0, "errors with 32 concurrent clients on the list page"),
+    ("rss_growth_1k_10k", 1.10, "worker RSS after 10,000 requests / after 1,000 (sum over the workers)"),
+    ("list_page_bytes", 150_000, "bytes of the list page (1,000 Services) with its CSS and JS"),
+]
+
+
+def machine_facts(details: dict[str, Any], etcd_binary: Path | None) -> dict[str, Any]:
+    import django
+    import kubernetes
+
+    def meminfo(key: str) -> int:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    cpu_model = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu_model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        pass
+    etcd_version = ""
+    if etcd_binary is not None:
+        try:
+            output = subprocess.run(
+                [str(etcd_binary), "--version"], capture_output=True, text=True, timeout=10, check=False
+            ).stdout
+            etcd_version = next(
+                (line.split(":", 1)[1].strip() for line in output.splitlines() if "etcd Version" in line), ""
+            )
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model or platform.processor(),
+        "memory_gib": round(meminfo("MemTotal") / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "kubernetes_client": kubernetes.__version__,
+        "kube_apiserver": details.get("kube_apiserver_version", ""),
+        "etcd": etcd_version,
+        "gunicorn": details.get("gunicorn_version", ""),
+    }
+
+
+def judged(figures: dict[str, Any]) -> list[tuple[str, Any, float, str, bool]]:
+    return [
+        (name, figures[name], limit, what, figures[name] <= limit) for name, limit, what in TARGETS if name in figures
+    ]
+
+
+def fmt(name: str, value: Any) -> str:
+    """A figure for people, by the convention of its name."""
+    if isinstance(value, float) and value != value:  # NaN
+        return "n/a"
+    if "_ms" in name:
+        return f"{value:.1f} ms"
+    if "bytes" in name:
+        return f"{value:,} B"
+    if "kib" in name:
+        return f"{value / 1024:.1f} MiB"
+    if name.startswith("rps_") or name.endswith("per_second"):
+        return f"{value:.1f}/s"
+    if name.endswith("seconds"):
+        return f"{value:.1f} s"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- the sections, as (header, rows), shared by the printed table and the markdown --------------------------------
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _spread(details: dict[str, Any], group: str, side: str) -> str:
+    low, high = details.get(group, {}).get(side, (float("nan"), float("nan")))
+    return f"{low:.1f}–{high:.1f}"
+
+
+def in_process_rows(figures: dict[str, Any], details: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["comparison", "console (median ms)", "IQR", "raw call (median ms)", "IQR", "ratio"]
+    rows = []
+    for size in SIZES:
+        for kind, label, ratio in (
+            ("page", "list page", f"list_vs_raw_{size}"),
+            ("partial", "list partial (HX-Request)", f"list_partial_vs_raw_{size}"),
+        ):
+            rows.append(
+                [
+                    f"{label}, {size:,} Services",
+                    _ms(figures[f"list_{kind}_ms_{size}"]),
+                    _spread(details, "samples_list", f"{kind}_{size}"),
+                    _ms(figures[f"list_raw_ms_{size}"]),
+                    _spread(details, "samples_list", f"raw_{size}"),
+                    f"{figures[ratio]:.3f}",
+                ]
+            )
+    for key, label in (("detail", "detail page vs read"), ("create", "create: form POST vs raw create")):
+        rows.append(
+            [
+                label,
+                _ms(figures[f"{key}_page_ms"]),
+                _spread(details, f"samples_{key}", "page"),
+                _ms(figures[f"{key}_raw_ms"]),
+                _spread(details, f"samples_{key}", "raw"),
+                f"{figures[f'{key}_vs_raw']:.3f}",
+            ]
+        )
+    return header, rows
+
+
+def scaling_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["first page at 5,000 / at 100 Services", "ratio"]
+    rows = [
+        ["list page", f"{figures['list_5000_vs_100']:.3f}"],
+        ["list partial (HX-Request)", f"{figures['list_partial_5000_vs_100']:.3f}"],
+        ["raw call", f"{figures['list_raw_5000_vs_100']:.3f}"],
+    ]
+    return header, rows
+
+
+def load_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["concurrent clients", "p50 ms", "p95 ms", "p99 ms", "throughput", "requests", "errors"]
+    rows = [
+        [
+            str(clients),
+            _ms(figures[f"p50_ms_{clients}"]),
+            _ms(figures[f"p95_ms_{clients}"]),
+            _ms(figures[f"p99_ms_{clients}"]),
+            f"{figures[f'rps_{clients}']:.1f}/s",
+            f"{figures[f'requests_{clients}']:,}",
+            str(figures[f"errors_{clients}"]),
+        ]
+        for clients in (8, 32)
+    ]
+    return header, rows
+
+
+def memory_rows(figures: dict[str, Any], details: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    first, last = details.get("rss_marks", (1000, 10000))
+    workers = details.get("rss_workers", {})
+
+    def per_worker(mark: int) -> str:
+        return ", ".join(f"{kib / 1024:.1f}" for _pid, kib in sorted(workers.get(mark, {}).items()))
+
+    header = ["worker RSS (gunicorn)", "sum of workers", "largest worker", "each worker (MiB)"]
+    rows = [
+        [
+            f"after {first:,} list-page requests",
+            fmt("kib", figures["rss_kib_1k"]),
+            fmt("kib", figures["rss_max_worker_kib_1k"]),
+            per_worker(first),
+        ],
+        [
+            f"after {last:,} list-page requests",
+            fmt("kib", figures["rss_kib_10k"]),
+            fmt("kib", figures["rss_max_worker_kib_10k"]),
+            per_worker(last),
+        ],
+        ["growth", f"{figures['rss_growth_1k_10k']:.3f}", f"{figures['rss_growth_max_worker_1k_10k']:.3f}", ""],
+        [
+            f"after the load runs ({details.get('list_requests_total', 0):,} requests in all)",
+            fmt("kib", figures["rss_kib_end"]),
+            "",
+            "",
+        ],
+    ]
+    return header, rows
+
+
+def bytes_rows(figures: dict[str, Any], details: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["list page (1,000 Services, first page)", "bytes", "as transferred to a browser"]
+    rows = [["HTML", f"{figures['list_page_html_bytes']:,}", f"{figures['list_page_html_bytes']:,} (not compressed)"]]
+    for url, asset in details.get("assets", {}).items():
+        rows.append([f"`{url}`", f"{asset['bytes']:,}", f"{asset['compressed_bytes']:,} ({asset['encoding']})"])
+    rows.append(["**total**", f"**{figures['list_page_bytes']:,}**", f"{figures['list_page_transfer_bytes']:,}"])
+    return header, rows
+
+
+def target_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["target", "what", "value", "limit", "met?"]
+    rows = [
+        [name, what, fmt(name, value), f"≤ {fmt(name, limit)}", "met" if ok else "**MISSED**"]
+        for name, value, limit, what, ok in judged(figures)
+    ]
+    return header, rows
+
+
+def print_report(figures: dict[str, Any], details: dict[str, Any], facts: dict[str, Any]) -> None:
+    print()
+    print(
+        f"Benchmark: {facts['nproc']} cores, {facts['memory_gib']} GiB, Python {facts['python']}, "
+        f"Django {facts['django']}, kube-apiserver {facts['kube_apiserver']}"
+    )
+    for title, (header, rows) in (
+        ("In process, alternated with the raw call (medians)", in_process_rows(figures, details)),
+        ("Scaling of the first page", scaling_rows(figures)),
+        ("Production server (gunicorn), list page of 1,000 Services", load_rows(figures)),
+        ("Memory", memory_rows(figures, details)),
+        ("Size", bytes_rows(figures, details)),
+        ("Targets", target_rows(figures)),
+    ):
+        print(f"\n{title}\n")
+        print(text_table(header, [[cell.replace("**", "").replace("`", "") for cell in row] for row in rows]))
+    for note in details.get("notes", []):
+        print(f"\nnote: {note}")
+    print()
+
+
+def write_json(path: Path, figures: dict[str, Any]) -> None:
+    def clean(value: Any) -> Any:
+        if isinstance(value, float):
+            return None if value != value else round(value, 4)
+        return value
+
+    path.write_text(json.dumps({name: clean(value) for name, value in sorted(figures.items())}, indent=2) + "\n")
+
+
+def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any], facts: dict[str, Any]) -> None:
+    met = [ok for *_rest, ok in judged(figures)]
+    page_size = details.get("page_size", "?")
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Generated by `make bench` (`bench/run.py`) on {details['date']}; do not edit by hand — run it again. "
+        f"Every figure is also in [`benchmarks.json`](benchmarks.json). "
+        f"**{sum(met)} of {len(met)} targets met.**",
+        "",
+        "## Machine",
+        "",
+        md_table(
+            ["", ""],
+            [
+                ["cores (`nproc`)", str(facts["nproc"])],
+                ["CPU", facts["cpu"] or "?"],
+                ["memory", f"{facts['memory_gib']} GiB"],
+                ["kernel", facts["kernel"]],
+                ["Python", facts["python"]],
+                ["Django", facts["django"]],
+                ["kubernetes (Python client)", facts["kubernetes_client"]],
+                ["kube-apiserver / etcd", f"{facts['kube_apiserver']} / {facts['etcd'] or '?'}"],
+                ["gunicorn", f"{facts['gunicorn']}, {details.get('workers', '?')} sync workers"],
+                ["load average (1 min) at start / end", f"{details['load_start']:.2f} / {details['load_end']:.2f}"],
+                ["run time", f"{details['run_seconds']:.0f} s"],
+            ],
+        ),
+        "",
+        "The machine is shared (other builds and tests may run at the same time), so absolute times are noisy; the "
+        "ratios are what the targets judge, and their two sides were measured alternately, call by call.",
+        "",
+        "## Targets",
+        "",
+        md_table(*target_rows(figures)),
+        "",
+        "## The pages against the raw calls (in process)",
+        "",
+        f"Django's test `Client` (signed in as a user with an NS Edit grant) against the call a script would make with "
+        f"the `kubernetes` client on a reused `ApiClient` built from the control plane's kubeconfig; both go over "
+        f"HTTPS to the same kube-apiserver. The list is the first page (`PAGE_SIZE` = {page_size}): the raw side is "
+        f"`CoreV1Api.list_namespaced_service(ns, limit={page_size})`, the partial is the same URL with "
+        f"`HX-Request: true`. All nine list sides were run in one loop, rotating their order every round "
+        f"({details.get('rounds_list', '?')} rounds after warm-up); the detail page (`read_namespaced_service`) and "
+        f"the create ({details.get('rounds_create', '?')} rounds; the form is posted the way htmx posts it, and "
+        f"answers with `HX-Redirect`) likewise. Ratio = median(console) / median(raw); IQR = 25th–75th percentile "
+        f"in ms.",
+        "",
+        md_table(*in_process_rows(figures, details)),
+        "",
+        md_table(*scaling_rows(figures)),
+        "",
+        "## Production server",
+        "",
+        f"`{details.get('gunicorn_command', 'gunicorn')}` with `CONSOLE_ENV=production` (WhiteNoise serving the "
+        "collected static files; `CONSOLE_SSL_REDIRECT=0` because the benchmark speaks plain HTTP on loopback; the "
+        "session cookie sent by hand since production cookies are `Secure`). The load generator runs in the "
+        "benchmark's own process on the same 2 cores: one thread and one HTTP/1.1 connection per client, each "
+        "sending its next request when the previous answer is read (sync workers close the connection after each "
+        "response, so every request also pays a TCP connect). A request is an error when it fails, is not a 200, or "
+        "lacks the table. The page is the list page of the 1,000-Service namespace.",
+        "",
+        f"### Latency ({details.get('duration', '?'):.0f} s per level)",
+        "",
+        md_table(*load_rows(figures)),
+        "",
+        "### Memory",
+        "",
+        "VmRSS of each worker (the children of the gunicorn master) from `/proc/<pid>/status`, read after 1,000 "
+        "and after 10,000 list-page requests counted from the server's start (8 clients); `rss_growth_1k_10k` is "
+        "the ratio of the sums over the workers.",
+        "",
+        md_table(*memory_rows(figures, details)),
+        "",
+        "### Size",
+        "",
+        "The list page's HTML as served, plus every stylesheet (`<link rel=stylesheet>`) and script "
+        "(`<script src>`) it links to, fetched without `Accept-Encoding` (`list_page_bytes`); the last column is "
+        "what a browser receives with `Accept-Encoding: gzip, br`.",
+        "",
+        md_table(*bytes_rows(figures, details)),
+        "",
+        "## Set-up",
+        "",
+        f"A fresh control plane; namespaces `bench-100`, `bench-1000` and `bench-5000` filled with ClusterIP "
+        f"Services through the raw API ({figures.get('fill_seconds', 0):.0f} s, "
+        f"{figures.get('fill_services_per_second', 0):.0f} Services/s with 8 threads): two named ports (80→8080, "
+        "9090→`metrics`), a two-label selector, three labels, three annotations and the "
+        "`kubectl.kubernetes.io/last-applied-configuration` annotation `kubectl apply` leaves. The control plane's "
+        "Service range is a /24, so the benchmark adds a second ServiceCIDR (`10.64.0.0/16`). A throwaway SQLite "
+        "database, static folder and secrets in a temporary folder; all removed at the end.",
+    ]
+    if details.get("notes"):
+        parts += ["", "## Notes", ""] + [f"- {note}" for note in details["notes"]]
+    path.write_text("\n".join(parts) + "\n")

@@ -1,0 +1,716 @@
+"""``make bench``: the console's Service pages against the raw Kubernetes calls a script would make.
+
+Self-contained: it starts its own local control plane (kube-apiserver + etcd), uses a throwaway SQLite database,
+static folder and secrets in a temporary folder (the project's ``data/`` is never touched), fills three namespaces
+with 100, 1,000 and 5,000 realistic Services, and then measures
+
+* in process (Django's test ``Client`` against ``CoreV1Api`` on a reused client, both over real HTTPS to the real
+  API server), with the sides of every comparison alternated call by call so machine drift cancels out: the list
+  page (full and its HTMX partial) against ``list_namespaced_service(ns, limit=PAGE_SIZE)``, the detail page
+  against ``read_namespaced_service``, a create through the form POST against a raw create;
+* against a production server (gunicorn, ``CONSOLE_ENV=production``, workers = cores): the workers' RSS after
+  1,000 and 10,000 list-page requests, the bytes of the list page with its CSS and JS, and p50/p95/p99 latency and
+  errors with 8 and 32 concurrent clients.
+
+It prints a table and writes ``docs/benchmarks.md`` and ``docs/benchmarks.json``. Run it with the project's
+virtualenv: ``.venv/bin/python bench/run.py`` (``--quick`` for a short smoke run that writes to a temp folder,
+``--strict`` to exit 1 when a target is missed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import gzip
+import itertools
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = (100, 1000, 5000)
+CLUSTER = "local"
+FILL_THREADS = 8
+
+
+def log(message: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[bench {stamp}] {message}", file=sys.stderr, flush=True)
+
+
+# --- environment (before Django is imported) ------------------------------------------------------------------------
+
+
+def prepare_environment(tmp: Path) -> None:
+    """Production settings over a throwaway data folder; the same Fernet key for this process and the server."""
+    from cryptography.fernet import Fernet
+
+    # A DATABASE_URL from the caller's shell (CI's PostgreSQL) must not receive the benchmark's data.
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "console.settings",
+            "CONSOLE_ENV": "production",
+            "CONSOLE_SECRET_KEY": secrets.token_urlsafe(50),
+            "CONSOLE_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            # "testserver" is the host name of Django's test Client (the in-process half).
+            "CONSOLE_ALLOWED_HOSTS": "127.0.0.1,testserver",
+            "CONSOLE_SSL_REDIRECT": "0",
+            "CONSOLE_DATA_DIR": str(tmp / "data"),
+            "CONSOLE_STATIC_ROOT": str(tmp / "static"),
+            "CONSOLE_LOG_LEVEL": "WARNING",
+        }
+    )
+    (tmp / "data").mkdir()
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+# --- Services ---------------------------------------------------------------------------------------------------
+
+
+def service_body(name: str, index: int) -> dict[str, Any]:
+    """A Service as a team would apply it: two named ports, a selector, labels, a few annotations including the
+    ``last-applied-configuration`` that ``kubectl apply`` leaves (about 600 bytes)."""
+    spec = {
+        "type": "ClusterIP",
+        "selector": {"app": name, "tier": "backend"},
+        "ports": [
+            {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080},
+            {"name": "metrics", "protocol": "TCP", "port": 9090, "targetPort": "metrics"},
+        ],
+    }
+    labels = {"app": name, "team": f"team-{index % 7}", "app.kubernetes.io/part-of": f"shop-{index % 13}"}
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+        "owner": f"team-{index % 7}@example.com",
+    }
+    applied = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        "spec": spec,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {
+                **annotations,
+                "kubectl.kubernetes.io/last-applied-configuration": json.dumps(applied, separators=(",", ":")) + "\n",
+            },
+        },
+        "spec": spec,
+    }
+
+
+def create_body(name: str) -> dict[str, Any]:
+    """The Service the form benchmark creates, as a raw call would send it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9090", "owner": "team-1"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": name, "tier": "backend"},
+            "ports": [
+                {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080},
+                {"name": "metrics", "protocol": "TCP", "port": 9090, "targetPort": "metrics"},
+            ],
+        },
+    }
+
+
+def _rows(prefix: str, items: list[dict[str, str]]) -> dict[str, str]:
+    data = {
+        f"{prefix}-TOTAL_FORMS": str(len(items)),
+        f"{prefix}-INITIAL_FORMS": "0",
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+    }
+    for index, item in enumerate(items):
+        for key, value in item.items():
+            data[f"{prefix}-{index}-{key}"] = value
+    return data
+
+
+def form_data(name: str) -> dict[str, str]:
+    """The form POST that creates the same Service as ``create_body``, as the browser sends it."""
+    body = create_body(name)
+    data = {
+        "name": name,
+        "type": "ClusterIP",
+        "session_timeout": "30",
+        "external_traffic_policy": "Cluster",
+        "lb_type": "metallb",
+        "metallb_pool": "",
+        "lb_address": "",
+        "resource_version": "",
+        "_action": "save",
+    }
+    ports = [
+        {
+            "protocol": p["protocol"],
+            "name": p["name"],
+            "port": str(p["port"]),
+            "target_port": str(p["targetPort"]),
+            "node_port": "",
+        }
+        for p in body["spec"]["ports"]
+    ]
+    data |= _rows("ports", ports)
+    data |= _rows("selector", [{"key": k, "value": v} for k, v in body["spec"]["selector"].items()])
+    data |= _rows("annotations", [{"key": k, "value": v} for k, v in body["metadata"]["annotations"].items()])
+    return data
+
+
+# --- measuring ------------------------------------------------------------------------------------------------------
+
+
+def interleaved(ops: dict[str, Callable[[], None]], *, rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Run every op once per round, rotating the order each round (ABC, BCA, CAB, ...), so every side sees the same
+    machine; return each op's durations in seconds, warm-up rounds left out."""
+    names = list(ops)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    clock = time.perf_counter
+    for round_ in range(warmup + rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            began = clock()
+            ops[name]()
+            took = clock() - began
+            if round_ >= warmup:
+                samples[name].append(took)
+    return samples
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def iqr_ms(values: list[float]) -> tuple[float, float]:
+    quartiles = statistics.quantiles(values, n=4)
+    return quartiles[0] * 1000, quartiles[2] * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the benchmark dies, so a crash leaves no server behind."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args = args
+        self.tmp = tmp
+        self.figures: dict[str, Any] = {}
+        self.details: dict[str, Any] = {"notes": []}
+        self.plane = None
+        self.server: subprocess.Popen | None = None
+
+    # --- set-up -------------------------------------------------------------------------------------------------
+
+    def setup_django(self) -> None:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+        call_command("collectstatic", verbosity=0, interactive=False)
+
+    def start_cluster(self) -> None:
+        from kubernetes import client, config
+
+        from console import kube, localcluster
+        from console.models import Cluster, Grant, Role
+
+        self.plane = localcluster.ControlPlane(localcluster.ensure_binaries(log=log))
+        state = self.plane.start(log=log)
+        cert, key = self.plane.client_credentials("console-admin", ("system:masters",))
+        credentials = kube.Credentials(
+            server=self.plane.server, ca_data=self.plane.ca_pem, client_cert=cert, client_key=key
+        )
+        # The raw side: what a script does, a client from the kubeconfig, reused for every call.
+        self.kubeconfig = state.kubeconfig
+        self.raw_client = config.new_client_from_config(config_file=self.kubeconfig)
+        self.core = client.CoreV1Api(self.raw_client)
+        self.details["kube_apiserver_version"] = client.VersionApi(self.raw_client).get_code().git_version
+
+        # The control plane's Service range is a /24 (254 addresses); give it room for 6,000+ ClusterIP Services
+        # with a second ServiceCIDR, which the API server's allocator uses without a controller-manager.
+        client.NetworkingV1Api(self.raw_client).create_service_cidr(
+            {"metadata": {"name": "bench"}, "spec": {"cidrs": ["10.64.0.0/16"]}}
+        )
+
+        self.namespaces = {size: f"bench-{size}" for size in self.sizes}
+        self.create_namespace = "bench-create"
+        for namespace in [*self.namespaces.values(), self.create_namespace]:
+            self.core.create_namespace({"metadata": {"name": namespace}})
+
+        cluster = Cluster(name=CLUSTER, display_name="Local (bench)")
+        cluster.set_credentials(credentials)
+        cluster.save()
+        from django.contrib.auth import get_user_model
+
+        self.user = get_user_model().objects.create_user("bench", password=secrets.token_urlsafe(16))
+        for namespace in [*self.namespaces.values(), self.create_namespace]:
+            Grant.objects.create(user=self.user, cluster=cluster, role=Role.NS_EDIT, namespace=namespace)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return SIZES
+
+    def fill(self) -> None:
+        from kubernetes import client, config
+
+        filler = config.new_client_from_config(config_file=self.kubeconfig)
+        core = client.CoreV1Api(filler)
+        jobs = [(namespace, i) for size, namespace in self.namespaces.items() for i in range(size)]
+        log(f"filling {', '.join(self.namespaces.values())} with {len(jobs)} Services ({FILL_THREADS} threads)")
+
+        def create(job: tuple[str, int]) -> None:
+            namespace, index = job
+            name = f"svc-{index:05d}"
+            response = core.create_namespaced_service(namespace, service_body(name, index), _preload_content=False)
+            response.read()  # the whole answer, so the connection can be reused
+            response.release_conn()
+
+        began = time.perf_counter()
+        with ThreadPoolExecutor(FILL_THREADS) as pool:
+            list(pool.map(create, jobs))
+        took = time.perf_counter() - began
+        filler.close()
+        self.figures["fill_seconds"] = round(took, 1)
+        self.figures["fill_services_per_second"] = round(len(jobs) / took, 1)
+        for size, namespace in self.namespaces.items():
+            page = self.core.list_namespaced_service(namespace, limit=1)
+            count = 1 + (page.metadata.remaining_item_count or 0)
+            if count != size:
+                raise RuntimeError(f"{namespace} holds {count} Services, not {size}")
+        log(f"filled in {took:.1f} s ({len(jobs) / took:.0f} Services/s)")
+
+    # --- in process ---------------------------------------------------------------------------------------------
+
+    def in_process(self) -> None:
+        from django.test import Client
+        from django.urls import reverse
+
+        from services.views import PAGE_SIZE
+
+        self.details["page_size"] = PAGE_SIZE
+        browser = Client()
+        browser.force_login(self.user)
+        htmx = {"HX-Request": "true"}
+
+        def page(url: str, headers: dict[str, str] | None = None) -> Callable[[], None]:
+            def get() -> None:
+                response = browser.get(url, headers=headers or {})
+                if response.status_code != 200:
+                    raise RuntimeError(f"GET {url} answered {response.status_code}")
+
+            return get
+
+        def raw_list(namespace: str) -> Callable[[], None]:
+            def call() -> None:
+                result = self.core.list_namespaced_service(namespace, limit=PAGE_SIZE)
+                if len(result.items) != PAGE_SIZE:
+                    raise RuntimeError(f"raw list of {namespace} gave {len(result.items)} items")
+
+            return call
+
+        # Check once that the pages show what the raw call returns before timing them.
+        for size, namespace in self.namespaces.items():
+            url = reverse("services:list", args=[CLUSTER, namespace])
+            names = [item.metadata.name for item in self.core.list_namespaced_service(namespace, limit=PAGE_SIZE).items]
+            full = browser.get(url).content.decode()
+            partial = browser.get(url, headers=htmx).content.decode()
+            for what, html in (("page", full), ("partial", partial)):
+                missing = [name for name in names if f">{name}</a>" not in html]
+                if missing:
+                    raise RuntimeError(f"the list {what} of {namespace} lacks {missing[:3]}")
+            if "<html" in partial or "<html" not in full:
+                raise RuntimeError("the HTMX partial is not a fragment, or the full page is not a page")
+            self.details[f"list_html_bytes_inprocess_{size}"] = len(full.encode())
+
+        ops: dict[str, Callable[[], None]] = {}
+        for size, namespace in self.namespaces.items():
+            url = reverse("services:list", args=[CLUSTER, namespace])
+            ops[f"raw_{size}"] = raw_list(namespace)
+            ops[f"page_{size}"] = page(url)
+            ops[f"partial_{size}"] = page(url, htmx)
+        rounds, warmup = self.args.reps, max(5, self.args.reps // 10)
+        log(f"list pages vs raw list: {len(ops)} sides alternated, {rounds} rounds after {warmup} warm-up rounds")
+        samples = interleaved(ops, rounds=rounds, warmup=warmup)
+        for size in self.sizes:
+            raw, full, partial = (median_ms(samples[f"{side}_{size}"]) for side in ("raw", "page", "partial"))
+            self.figures[f"list_raw_ms_{size}"] = raw
+            self.figures[f"list_page_ms_{size}"] = full
+            self.figures[f"list_partial_ms_{size}"] = partial
+            self.figures[f"list_vs_raw_{size}"] = full / raw
+            self.figures[f"list_partial_vs_raw_{size}"] = partial / raw
+        small, large = min(self.sizes), max(self.sizes)
+        self.figures[f"list_{large}_vs_{small}"] = (
+            self.figures[f"list_page_ms_{large}"] / self.figures[f"list_page_ms_{small}"]
+        )
+        self.figures[f"list_partial_{large}_vs_{small}"] = (
+            self.figures[f"list_partial_ms_{large}"] / self.figures[f"list_partial_ms_{small}"]
+        )
+        self.figures[f"list_raw_{large}_vs_{small}"] = (
+            self.figures[f"list_raw_ms_{large}"] / self.figures[f"list_raw_ms_{small}"]
+        )
+        self.details["samples_list"] = {name: iqr_ms(values) for name, values in samples.items()}
+        self.details["rounds_list"] = rounds
+
+        # Detail page vs a raw get, in the 1,000-Service namespace.
+        namespace = self.namespaces[1000 if 1000 in self.namespaces else small]
+        name = "svc-00042"
+        detail_url = reverse("services:detail", args=[CLUSTER, namespace, name])
+        if name not in browser.get(detail_url).content.decode():
+            raise RuntimeError("the detail page does not show its Service")
+        log(f"detail page vs raw get: {rounds} rounds")
+        samples = interleaved(
+            {"page": page(detail_url), "raw": lambda: self.core.read_namespaced_service(name, namespace)},
+            rounds=rounds,
+            warmup=warmup,
+        )
+        self.figures["detail_page_ms"] = median_ms(samples["page"])
+        self.figures["detail_raw_ms"] = median_ms(samples["raw"])
+        self.figures["detail_vs_raw"] = self.figures["detail_page_ms"] / self.figures["detail_raw_ms"]
+        self.details["samples_detail"] = {side: iqr_ms(values) for side, values in samples.items()}
+
+        # A create through the form (as htmx posts it) vs a raw create of the same Service.
+        create_url = reverse("services:create", args=[CLUSTER, self.create_namespace])
+        poster = Client()
+        poster.force_login(self.user)
+        counter = itertools.count()
+
+        def form_create() -> None:
+            # A browser follows the redirect and the next page consumes the flash message; drop it instead.
+            poster.cookies.pop("messages", None)
+            name = f"form-{next(counter):05d}"
+            response = poster.post(create_url, form_data(name), headers=htmx)
+            if response.status_code != 200 or "HX-Redirect" not in response.headers:
+                raise RuntimeError(f"the form create answered {response.status_code}: {response.content[:500]!r}")
+
+        def raw_create() -> None:
+            self.core.create_namespaced_service(self.create_namespace, create_body(f"raw-{next(counter):05d}"))
+
+        create_rounds = max(20, rounds // 2)
+        log(f"form create vs raw create: {create_rounds} rounds")
+        samples = interleaved({"page": form_create, "raw": raw_create}, rounds=create_rounds, warmup=warmup)
+        self.figures["create_page_ms"] = median_ms(samples["page"])
+        self.figures["create_raw_ms"] = median_ms(samples["raw"])
+        self.figures["create_vs_raw"] = self.figures["create_page_ms"] / self.figures["create_raw_ms"]
+        self.details["samples_create"] = {side: iqr_ms(values) for side, values in samples.items()}
+        self.details["rounds_create"] = create_rounds
+
+    # --- production server ----------------------------------------------------------------------------------------
+
+    def start_server(self) -> None:
+        import gunicorn
+
+        self.workers = os.cpu_count() or 1
+        self.port = free_port()
+        self.server_log = self.tmp / "gunicorn.log"
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "console.wsgi:application",
+            "--workers",
+            str(self.workers),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--chdir",
+            str(ROOT),
+            "--timeout",
+            "60",
+            "--log-level",
+            "warning",
+            "--error-logfile",
+            str(self.server_log),
+        ]
+        self.details["gunicorn_version"] = gunicorn.__version__
+        self.details["gunicorn_command"] = " ".join(command[1:]).replace(str(ROOT), ".")
+        log(f"starting gunicorn with {self.workers} workers on 127.0.0.1:{self.port}")
+        self.server = subprocess.Popen(
+            command,
+            env=os.environ.copy(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # the benchmark is single-threaded at this point
+        )
+        from bench import httpload
+
+        deadline = time.monotonic() + 60
+        while True:
+            if self.server.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.server.returncode}:\n{self._server_log_tail()}")
+            try:
+                status, _headers, _body = httpload.fetch("127.0.0.1", self.port, "/login/", timeout=5)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not answer within 60 s:\n{self._server_log_tail()}")
+            time.sleep(0.2)
+        # Let every worker boot before memory is read.
+        while len(httpload.children_of(self.server.pid)) < self.workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+        from django.conf import settings
+        from django.test import Client
+        from django.urls import reverse
+
+        browser = Client()
+        browser.force_login(self.user)  # production cookies are Secure; the session is sent by hand over http
+        self.cookie = {
+            "Cookie": f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+        }
+        namespace = self.namespaces[1000 if 1000 in self.namespaces else min(self.namespaces)]
+        self.list_path = reverse("services:list", args=[CLUSTER, namespace])
+        status, headers, body = httpload.fetch("127.0.0.1", self.port, self.list_path, self.cookie)
+        if status != 200:
+            where = headers.get("location", "")
+            raise RuntimeError(
+                f"the production server answered {status} {where} for the list page over http on loopback; "
+                "the production settings do not allow this benchmark (see CONSOLE_SSL_REDIRECT)"
+            )
+        self.list_requests = 1
+
+    def _server_log_tail(self) -> str:
+        try:
+            return self.server_log.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def worker_rss(self) -> dict[int, int]:
+        from bench import httpload
+
+        return {pid: httpload.rss_kib(pid) for pid in httpload.children_of(self.server.pid)}
+
+    def memory(self) -> None:
+        from bench import httpload
+
+        marks = (1000, 10000) if not self.args.quick else (200, 1000)
+        self.details["rss_marks"] = marks
+        readings: dict[int, dict[int, int]] = {}
+        for mark in marks:
+            count = mark - self.list_requests
+            log(f"list page on gunicorn: {count} requests from 8 clients, then RSS (after {mark} in all)")
+            load = httpload.run(
+                "127.0.0.1", self.port, self.list_path, clients=8, headers=self.cookie, total=count, expect=b"<tbody>"
+            )
+            self.list_requests += load.requests
+            readings[mark] = self.worker_rss()
+            self.details[f"rss_load_{mark}"] = {
+                "requests": load.requests,
+                "errors": load.errors,
+                "throughput": load.throughput,
+                "examples": load.error_examples,
+            }
+        first, last = marks
+        if set(readings[first]) != set(readings[last]):
+            self.details["notes"].append(
+                f"gunicorn replaced a worker between {first} and {last} requests "
+                f"(pids {sorted(readings[first])} then {sorted(readings[last])}); the RSS growth is not comparable"
+            )
+        self.details["rss_workers"] = {mark: readings[mark] for mark in marks}
+        self.figures["rss_kib_1k"] = sum(readings[first].values())
+        self.figures["rss_kib_10k"] = sum(readings[last].values())
+        self.figures["rss_max_worker_kib_1k"] = max(readings[first].values())
+        self.figures["rss_max_worker_kib_10k"] = max(readings[last].values())
+        self.figures["rss_growth_1k_10k"] = self.figures["rss_kib_10k"] / self.figures["rss_kib_1k"]
+        self.figures["rss_growth_max_worker_1k_10k"] = (
+            self.figures["rss_max_worker_kib_10k"] / self.figures["rss_max_worker_kib_1k"]
+        )
+
+    def page_bytes(self) -> None:
+        from bench import httpload
+
+        status, _headers, html = httpload.fetch("127.0.0.1", self.port, self.list_path, self.cookie)
+        self.list_requests += 1
+        if status != 200:
+            raise RuntimeError(f"the list page answered {status}")
+        css, js = httpload.assets_of(html)
+        assets: dict[str, dict[str, Any]] = {}
+        for url in [*css, *js]:
+            status, headers, body = httpload.fetch("127.0.0.1", self.port, url)
+            _status, zheaders, zbody = httpload.fetch("127.0.0.1", self.port, url, {"Accept-Encoding": "gzip, br"})
+            if status != 200:
+                raise RuntimeError(f"{url} answered {status}")
+            assets[url] = {
+                "bytes": len(body),
+                "compressed_bytes": len(zbody),
+                "encoding": zheaders.get("content-encoding", "identity"),
+                "cache_control": headers.get("cache-control", ""),
+            }
+        self.details["assets"] = assets
+        self.figures["list_page_html_bytes"] = len(html)
+        self.figures["list_page_css_bytes"] = sum(assets[url]["bytes"] for url in css)
+        self.figures["list_page_js_bytes"] = sum(assets[url]["bytes"] for url in js)
+        self.figures["list_page_bytes"] = len(html) + sum(asset["bytes"] for asset in assets.values())
+        # The HTML goes out uncompressed (no GZip middleware); the assets as WhiteNoise serves them to a browser.
+        self.figures["list_page_transfer_bytes"] = len(html) + sum(a["compressed_bytes"] for a in assets.values())
+        self.figures["list_page_html_gzip_bytes"] = len(gzip.compress(html, 6))
+
+    def concurrency(self) -> None:
+        from bench import httpload
+
+        for clients in (8, 32):
+            log(f"list page on gunicorn: {clients} concurrent clients for {self.args.duration:.0f} s")
+            load = httpload.run(
+                "127.0.0.1",
+                self.port,
+                self.list_path,
+                clients=clients,
+                headers=self.cookie,
+                duration=self.args.duration,
+                expect=b"<tbody>",
+            )
+            self.list_requests += load.requests
+            self.figures[f"p50_ms_{clients}"] = load.percentile(50) * 1000
+            self.figures[f"p95_ms_{clients}"] = load.percentile(95) * 1000
+            self.figures[f"p99_ms_{clients}"] = load.percentile(99) * 1000
+            self.figures[f"errors_{clients}"] = load.errors
+            self.figures[f"requests_{clients}"] = load.requests
+            self.figures[f"rps_{clients}"] = load.throughput
+            if load.error_examples:
+                self.details[f"error_examples_{clients}"] = load.error_examples
+        self.figures["rss_kib_end"] = sum(self.worker_rss().values())
+        self.details["list_requests_total"] = self.list_requests
+
+    # --- tear-down ------------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            self.server.terminate()
+            try:
+                self.server.wait(20)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait(5)
+        self.server = None
+        if self.plane is not None:
+            try:
+                self.plane.stop()
+            except Exception:  # noqa: BLE001 - tear-down must go on
+                traceback.print_exc()
+            self.plane = None
+
+
+# --- main ----------------------------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=100, help="rounds of each in-process comparison (default 100)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level (default 20)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short smoke run (few rounds, 200/1,000 RSS marks) written to a temp folder",
+    )
+    parser.add_argument("--output", type=Path, help="folder for benchmarks.md and .json (default docs/)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, server log)")
+    args = parser.parse_args()
+    if args.quick:
+        args.reps = min(args.reps, 20)
+        args.duration = min(args.duration, 4.0)
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    began = time.monotonic()
+    load_start = os.getloadavg()[0]
+    tmp = Path(tempfile.mkdtemp(prefix="console-bench-"))
+    output = args.output or (tmp / "out" if args.quick else ROOT / "docs")
+
+    def terminated(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+    prepare_environment(tmp)
+    bench = Bench(args, tmp)
+    try:
+        bench.setup_django()
+        bench.start_cluster()
+        bench.fill()
+        bench.in_process()
+        bench.start_server()
+        bench.memory()
+        bench.page_bytes()
+        bench.concurrency()
+        etcd_binary = bench.plane.binaries / "etcd"
+    except BaseException:
+        if bench.server is not None:
+            tail = bench._server_log_tail()
+            if tail:
+                log(f"gunicorn log (tail):\n{tail}")
+        raise
+    finally:
+        bench.stop()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    from bench import report
+
+    bench.details.update(
+        {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_start": load_start,
+            "load_end": os.getloadavg()[0],
+            "run_seconds": time.monotonic() - began,
+            "workers": bench.workers,
+            "duration": args.duration,
+        }
+    )
+    facts = report.machine_facts(bench.details, etcd_binary)
+    bench.figures["machine_nproc"] = facts["nproc"]
+    bench.figures["machine_memory_gib"] = facts["memory_gib"]
+    report.print_report(bench.figures, bench.details, facts)
+    output.mkdir(parents=True, exist_ok=True)
+    report.write_json(output / "benchmarks.json", bench.figures)
+    report.write_markdown(output / "benchmarks.md", bench.figures, bench.details, facts)
+    log(f"wrote {output / 'benchmarks.md'} and {output / 'benchmarks.json'} in {time.monotonic() - began:.0f} s")
+    missed = [name for name, _value, _limit, _what, ok in report.judged(bench.figures) if not ok]
+    if missed:
+        log(f"targets missed: {', '.join(missed)}")
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
