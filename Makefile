@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test lint format bench check-deploy clean-cluster
+.PHONY: setup run test lint format messages bench check-deploy clean-cluster
 
 # Idempotent: the virtualenv is refreshed when pyproject.toml changes; the control-plane binaries are built once
 # per version into ~/.cache; migrations run every time (a no-op when current).
@@ -42,6 +42,11 @@ check-deploy: $(VENV)/.installed
 	CONSOLE_SECRET_KEY="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
 	CONSOLE_ENCRYPTION_KEYS="$$($(BIN)/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
 	$(BIN)/python manage.py check --deploy --fail-level WARNING
+
+# Refresh the zh-Hans catalog from the sources; then translate what `msgattrib --untranslated` lists.
+messages: $(VENV)/.installed
+	$(BIN)/python manage.py makemessages -l zh_Hans --no-obsolete \
+	  --ignore=.venv --ignore=staticfiles --ignore=data --ignore=tests --ignore=bench --ignore=artifacts
 
 clean-cluster: $(VENV)/.installed
 	$(BIN)/python manage.py localcluster down

@@ -40,7 +40,8 @@ from cryptography.x509.oid import NameOID
 
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.3"
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# Large enough for the benchmark and load tests (thousands of Services); the default of kubeadm clusters.
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/12"
 GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
 
 Log = Callable[[str], None]

@@ -1,0 +1,203 @@
+"""Profile the benchmark's slow paths in process with cProfile: the list page, its HTMX partial, the create form
+POST and the raw calls they are compared with, against a fresh local control plane (same set-up as ``run.py``,
+with one namespace of 1,000 Services).
+
+    .venv/bin/python bench/profile_pages.py [--calls 200] [--sort tottime|cumulative] [--limit 40] [--only list]
+
+Prints, for each path, the functions that take the time, and writes ``<name>.prof`` files (for snakeviz or
+``python -m pstats``) into a temporary folder it names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import itertools
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import run  # noqa: E402 - the project root must be on the path first
+
+
+class Timers:
+    """Wall-clock timers wrapped around the Kubernetes calls (``kube.call``), the database (an execute wrapper),
+    template rendering (the backend's ``Template.render``) and the view with everything the middleware calls
+    inside it (``BaseHandler._get_response``). Installed once, before the first request, because the test client
+    binds its middleware chain on its first request."""
+
+    LABELS = ("kubernetes API calls", "database", "template rendering", "view")
+
+    def __init__(self) -> None:
+        from django.core.handlers import base
+        from django.db import connection
+        from django.template.backends import django as django_backend
+
+        from console import kube
+        from services import api
+
+        self.reset()
+        kube.call = api._call = self._timed("kubernetes API calls", kube.call)
+        django_backend.Template.render = self._timed("template rendering", django_backend.Template.render)
+        base.BaseHandler._get_response = self._timed("view", base.BaseHandler._get_response)
+        self._database = connection.execute_wrapper(self._query)
+        self._database.__enter__()
+
+    def reset(self) -> None:
+        self.spent = dict.fromkeys(self.LABELS, 0.0)
+        self.counts = dict.fromkeys(self.LABELS, 0)
+
+    def _timed(self, label: str, function):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            began = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.spent[label] += time.perf_counter() - began
+                self.counts[label] += 1
+
+        return wrapper
+
+    def _query(self, execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.spent["database"] += time.perf_counter() - began
+            self.counts["database"] += 1
+
+
+def breakdown(timers: Timers, name: str, call, calls: int) -> None:  # type: ignore[no-untyped-def]
+    """Where the wall-clock time of one path goes (no profiler, so no distortion)."""
+    for _ in range(20):
+        call()
+    timers.reset()
+    began = time.perf_counter()
+    for _ in range(calls):
+        call()
+    total = time.perf_counter() - began
+    spent, counts = timers.spent, timers.counts
+    # Session and user are loaded lazily inside the view (login_required), so every query runs inside "view".
+    view = spent["view"]
+    rows = [
+        ("kubernetes API calls", spent["kubernetes API calls"], counts["kubernetes API calls"]),
+        ("database (session, user, cluster, grants, audit)", spent["database"], counts["database"]),
+        ("template rendering", spent["template rendering"], counts["template rendering"]),
+        (
+            "view code (access, rows, forms, messages; not API/DB/templates)",
+            view - spent["kubernetes API calls"] - spent["database"] - spent["template rendering"],
+            None,
+        ),
+        ("test client + middleware around the view", total - view, None),
+    ]
+    print(f"\n===== {name}: {total / calls * 1000:.2f} ms per call ({calls} calls) =====")
+    for label, seconds, count in rows:
+        times = f"{count / calls:.1f} per call" if count is not None else ""
+        print(f"  {label:66s} {seconds / calls * 1000:7.2f} ms  {seconds / total:6.1%}  {times}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
+    parser.add_argument("--limit", type=int, default=35)
+    parser.add_argument(
+        "--only",
+        choices=["list", "partial", "empty", "rawempty", "create", "raw", "detail", "rawcreate", "rawget"],
+        action="append",
+    )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="wall-clock shares (API calls, DB, templates, rest) without cProfile"
+    )
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="console-profile-"))
+    out = Path(tempfile.mkdtemp(prefix="console-profile-out-"))
+    run.prepare_environment(tmp)
+    bench = run.Bench(argparse.Namespace(quick=True, reps=0, duration=0), tmp)
+    bench.sizes_override = (1000,)
+    try:
+        bench.setup_django()
+        bench.start_cluster()
+        bench.fill()
+        from django.test import Client
+        from django.urls import reverse
+
+        from console.models import Cluster, Grant, Role
+        from services.views import PAGE_SIZE
+
+        # An empty namespace: what a list page costs without rows.
+        bench.core.create_namespace({"metadata": {"name": "bench-empty"}})
+        Grant.objects.create(
+            user=bench.user, cluster=Cluster.objects.get(name=run.CLUSTER), role=Role.NS_EDIT, namespace="bench-empty"
+        )
+        empty_url = reverse("services:list", args=[run.CLUSTER, "bench-empty"])
+
+        browser = Client()
+        browser.force_login(bench.user)
+        namespace = bench.namespaces[1000]
+        url = reverse("services:list", args=[run.CLUSTER, namespace])
+        detail_url = reverse("services:detail", args=[run.CLUSTER, namespace, "svc-00042"])
+        create_url = reverse("services:create", args=[run.CLUSTER, bench.create_namespace])
+        counter = itertools.count()
+
+        def form_create() -> None:
+            browser.cookies.pop("messages", None)
+            response = browser.post(
+                create_url,
+                urlencode(run.form_data(f"form-{next(counter):05d}")),
+                run.FORM_ENCODING,
+                headers={"HX-Request": "true"},
+            )
+            assert response.status_code == 200, response.status_code
+
+        paths = {
+            "list": lambda: browser.get(url),
+            "partial": lambda: browser.get(url, headers={"HX-Request": "true"}),
+            "empty": lambda: browser.get(empty_url),
+            "rawempty": lambda: bench.core.list_namespaced_service("bench-empty", limit=PAGE_SIZE),
+            "detail": lambda: browser.get(detail_url),
+            "create": form_create,
+            "raw": lambda: bench.core.list_namespaced_service(namespace, limit=PAGE_SIZE),
+            "rawcreate": lambda: bench.core.create_namespaced_service(
+                bench.create_namespace, run.create_body(f"raw-{next(counter):05d}")
+            ),
+            "rawget": lambda: bench.core.read_namespaced_service("svc-00042", namespace),
+        }
+        timers = Timers() if args.breakdown else None
+        for name, call in paths.items():
+            if args.only and name not in args.only:
+                continue
+            if args.breakdown:
+                breakdown(timers, name, call, args.calls)
+                continue
+            for _ in range(20):  # warm-up
+                call()
+            profiler = cProfile.Profile()
+            began = time.perf_counter()
+            profiler.enable()
+            for _ in range(args.calls):
+                call()
+            profiler.disable()
+            took = (time.perf_counter() - began) / args.calls * 1000
+            profiler.dump_stats(out / f"{name}.prof")
+            text = io.StringIO()
+            stats = pstats.Stats(profiler, stream=text)
+            stats.sort_stats(args.sort).print_stats(args.limit)
+            print(f"\n===== {name}: {took:.1f} ms per call under the profiler ({args.calls} calls) =====")
+            print(text.getvalue())
+    finally:
+        bench.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"profiles in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
