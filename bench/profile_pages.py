@@ -24,83 +24,16 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import run  # noqa: E402 - the project root must be on the path first
+from bench import breakdown as breakdown_  # noqa: E402 - the project root must be on the path first
+from bench import run  # noqa: E402
 
 
-class Timers:
-    """Wall-clock timers wrapped around the Kubernetes calls (``kube.call``), the database (an execute wrapper),
-    template rendering (the backend's ``Template.render``) and the view with everything the middleware calls
-    inside it (``BaseHandler._get_response``). Installed once, before the first request, because the test client
-    binds its middleware chain on its first request."""
-
-    LABELS = ("kubernetes API calls", "database", "template rendering", "view")
-
-    def __init__(self) -> None:
-        from django.core.handlers import base
-        from django.db import connection
-        from django.template.backends import django as django_backend
-
-        from console import kube
-        from services import api
-
-        self.reset()
-        kube.call = api._call = self._timed("kubernetes API calls", kube.call)
-        django_backend.Template.render = self._timed("template rendering", django_backend.Template.render)
-        base.BaseHandler._get_response = self._timed("view", base.BaseHandler._get_response)
-        self._database = connection.execute_wrapper(self._query)
-        self._database.__enter__()
-
-    def reset(self) -> None:
-        self.spent = dict.fromkeys(self.LABELS, 0.0)
-        self.counts = dict.fromkeys(self.LABELS, 0)
-
-    def _timed(self, label: str, function):  # type: ignore[no-untyped-def]
-        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-            began = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.spent[label] += time.perf_counter() - began
-                self.counts[label] += 1
-
-        return wrapper
-
-    def _query(self, execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        began = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.spent["database"] += time.perf_counter() - began
-            self.counts["database"] += 1
-
-
-def breakdown(timers: Timers, name: str, call, calls: int) -> None:  # type: ignore[no-untyped-def]
-    """Where the wall-clock time of one path goes (no profiler, so no distortion)."""
-    for _ in range(20):
-        call()
-    timers.reset()
-    began = time.perf_counter()
-    for _ in range(calls):
-        call()
-    total = time.perf_counter() - began
-    spent, counts = timers.spent, timers.counts
-    # Session and user are loaded lazily inside the view (login_required), so every query runs inside "view".
-    view = spent["view"]
-    rows = [
-        ("kubernetes API calls", spent["kubernetes API calls"], counts["kubernetes API calls"]),
-        ("database (session, user, cluster, grants, audit)", spent["database"], counts["database"]),
-        ("template rendering", spent["template rendering"], counts["template rendering"]),
-        (
-            "view code (access, rows, forms, messages; not API/DB/templates)",
-            view - spent["kubernetes API calls"] - spent["database"] - spent["template rendering"],
-            None,
-        ),
-        ("test client + middleware around the view", total - view, None),
-    ]
-    print(f"\n===== {name}: {total / calls * 1000:.2f} ms per call ({calls} calls) =====")
-    for label, seconds, count in rows:
-        times = f"{count / calls:.1f} per call" if count is not None else ""
-        print(f"  {label:66s} {seconds / calls * 1000:7.2f} ms  {seconds / total:6.1%}  {times}")
+def breakdown(timers: breakdown_.Timers, name: str, call, calls: int) -> None:  # type: ignore[no-untyped-def]
+    rows = breakdown_.measure(timers, call, calls)
+    total = rows[0][1]
+    print(f"\n===== {name}: {total:.2f} ms per call ({calls} calls) =====")
+    for label, ms, count in rows[1:]:
+        print(f"  {label:66s} {ms:7.2f} ms  {ms / total:6.1%}  {count + ' per call' if count else ''}")
 
 
 def main() -> int:
@@ -170,7 +103,7 @@ def main() -> int:
             ),
             "rawget": lambda: bench.core.read_namespaced_service("svc-00042", namespace),
         }
-        timers = Timers() if args.breakdown else None
+        timers = breakdown_.Timers() if args.breakdown else None
         for name, call in paths.items():
             if args.only and name not in args.only:
                 continue

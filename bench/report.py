@@ -215,6 +215,25 @@ def bytes_rows(figures: dict[str, Any], details: dict[str, Any]) -> tuple[list[s
     return header, rows
 
 
+def breakdown_rows(details: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    results = details.get("breakdown") or {}
+    header = ["where the time goes (ms per call, share)", *results]
+    if not results:
+        return header, []
+    labels = [label for label, _ms, _count in next(iter(results.values()))]
+    rows = []
+    for index, label in enumerate(labels):
+        cells = []
+        for path_rows in results.values():
+            _label, ms, count = path_rows[index]
+            total = path_rows[0][1]
+            share = "" if index == 0 else f" ({ms / total:.0%})"
+            calls = f", {count}×" if count not in ("", "0") else ""
+            cells.append(f"{ms:.1f}{share}{calls}")
+        rows.append([label, *cells])
+    return header, rows
+
+
 def target_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["target", "what", "value", "limit", "met?"]
     rows = [
@@ -233,6 +252,7 @@ def print_report(figures: dict[str, Any], details: dict[str, Any], facts: dict[s
     for title, (header, rows) in (
         ("In process, alternated with the raw call (medians)", in_process_rows(figures, details)),
         ("Scaling of the first page", scaling_rows(figures)),
+        ("Where the console's time goes (wall clock, no profiler)", breakdown_rows(details)),
         ("Production server (gunicorn), list page of 1,000 Services", load_rows(figures)),
         ("Memory", memory_rows(figures, details)),
         ("Size", bytes_rows(figures, details)),
@@ -306,6 +326,16 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         "",
         md_table(*scaling_rows(figures)),
         "",
+        "### Where the console's time goes",
+        "",
+        "Measured after the comparisons with timers around the Kubernetes calls (`console.kube.call`), the "
+        "database (an execute wrapper), template rendering (the template backend's `render`, context processors "
+        "included) and the view inside the middleware (`BaseHandler._get_response`); no profiler, so no "
+        "distortion. The view's own code includes the ORM's query building and the session and user loading that "
+        "`login_required` triggers. `bench/profile_pages.py` profiles the same paths function by function.",
+        "",
+        md_table(*breakdown_rows(details)),
+        "",
         "## Production server",
         "",
         f"`{details.get('gunicorn_command', 'gunicorn')}` with `CONSOLE_ENV=production` (WhiteNoise serving the "
@@ -342,9 +372,9 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         f"Services through the raw API ({figures.get('fill_seconds', 0):.0f} s, "
         f"{figures.get('fill_services_per_second', 0):.0f} Services/s with 8 threads): two named ports (80→8080, "
         "9090→`metrics`), a two-label selector, three labels, three annotations and the "
-        "`kubectl.kubernetes.io/last-applied-configuration` annotation `kubectl apply` leaves. The control plane's "
-        "Service range is a /24, so the benchmark adds a second ServiceCIDR (`10.64.0.0/16`). A throwaway SQLite "
-        "database, static folder and secrets in a temporary folder; all removed at the end.",
+        "`kubectl.kubernetes.io/last-applied-configuration` annotation `kubectl apply` leaves (Service range "
+        f"{', '.join(details.get('service_cidrs', [])) or '?'}). A throwaway SQLite database, static folder and "
+        "secrets in a temporary folder; all removed at the end.",
     ]
     if details.get("notes"):
         parts += ["", "## Notes", ""] + [f"- {note}" for note in details["notes"]]

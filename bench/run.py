@@ -266,15 +266,13 @@ class Bench:
         self.core = client.CoreV1Api(self.raw_client)
         self.details["kube_apiserver_version"] = client.VersionApi(self.raw_client).get_code().git_version
 
-        # The control plane's Service range is a /24 (254 addresses); give it room for 6,000+ ClusterIP Services
-        # with a second ServiceCIDR, which the API server's allocator uses without a controller-manager.
-        client.NetworkingV1Api(self.raw_client).create_service_cidr(
-            {"metadata": {"name": "bench"}, "spec": {"cidrs": ["10.64.0.0/16"]}}
-        )
+        self.ensure_service_addresses(sum(self.sizes) + 2 * (self.args.reps + 50))
 
         self.namespaces = {size: f"bench-{size}" for size in self.sizes}
         self.create_namespace = "bench-create"
-        for namespace in [*self.namespaces.values(), self.create_namespace]:
+        self.empty_namespace = "bench-empty"  # what a list page costs without rows
+        extra = [self.create_namespace, self.empty_namespace]
+        for namespace in [*self.namespaces.values(), *extra]:
             self.core.create_namespace({"metadata": {"name": namespace}})
 
         cluster = Cluster(name=CLUSTER, display_name="Local (bench)")
@@ -283,8 +281,38 @@ class Bench:
         from django.contrib.auth import get_user_model
 
         self.user = get_user_model().objects.create_user("bench", password=secrets.token_urlsafe(16))
-        for namespace in [*self.namespaces.values(), self.create_namespace]:
+        for namespace in [*self.namespaces.values(), *extra]:
             Grant.objects.create(user=self.user, cluster=cluster, role=Role.NS_EDIT, namespace=namespace)
+
+    def ensure_service_addresses(self, needed: int) -> None:
+        """Every benchmark Service is a ClusterIP one. If the control plane's Service range is too small for them
+        (it was a /24 once), add a second ServiceCIDR, which the API server's allocator uses without a
+        controller-manager."""
+        import ipaddress
+
+        from kubernetes import client
+
+        networking = client.NetworkingV1Api(self.raw_client)
+        ranges = [
+            ipaddress.ip_network(cidr)
+            for item in networking.list_service_cidr().items
+            for cidr in item.spec.cidrs or []
+            if ipaddress.ip_network(cidr).version == 4
+        ]
+        self.details["service_cidrs"] = [str(network) for network in ranges]
+        if sum(network.num_addresses - 2 for network in ranges) >= needed + 100:
+            return
+        extra = next(
+            network
+            for network in ipaddress.ip_network("10.0.0.0/8").subnets(new_prefix=16)
+            if not any(network.overlaps(existing) for existing in ranges)
+        )
+        networking.create_service_cidr({"metadata": {"name": "bench"}, "spec": {"cidrs": [str(extra)]}})
+        self.details["service_cidrs"].append(str(extra))
+        self.details["notes"].append(
+            f"The control plane's Service range ({', '.join(map(str, ranges))}) is too small for {needed:,} Services; "
+            f"the benchmark added the ServiceCIDR {extra}."
+        )
 
     sizes_override: tuple[int, ...] | None = None  # the profiler fills one namespace only
 
@@ -427,7 +455,7 @@ class Bench:
         def raw_create() -> None:
             self.core.create_namespaced_service(self.create_namespace, create_body(f"raw-{next(counter):05d}"))
 
-        create_rounds = max(20, rounds // 2)
+        create_rounds = max(20, rounds)
         log(f"form create vs raw create: {create_rounds} rounds")
         samples = interleaved({"page": form_create, "raw": raw_create}, rounds=create_rounds, warmup=warmup)
         self.figures["create_page_ms"] = median_ms(samples["page"])
@@ -435,6 +463,48 @@ class Bench:
         self.figures["create_vs_raw"] = self.figures["create_page_ms"] / self.figures["create_raw_ms"]
         self.details["samples_create"] = {side: iqr_ms(values) for side, values in samples.items()}
         self.details["rounds_create"] = create_rounds
+
+    def breakdowns(self) -> None:
+        """Where the console's time goes on the compared paths, measured after the comparisons (the timers wrap
+        application functions, so they must not run during them)."""
+        from django.test import Client
+        from django.urls import reverse
+
+        from bench import breakdown
+
+        timers = breakdown.Timers()
+        try:
+            browser = Client()  # a new client: its middleware chain is built on its first request, with the timers
+            browser.force_login(self.user)
+            namespace = self.namespaces[1000 if 1000 in self.namespaces else min(self.namespaces)]
+            size = 1000 if 1000 in self.namespaces else min(self.namespaces)
+            create_url = reverse("services:create", args=[CLUSTER, self.create_namespace])
+            counter = itertools.count()
+
+            def form_create() -> None:
+                browser.cookies.pop("messages", None)
+                name = f"split-{next(counter):05d}"
+                response = browser.post(
+                    create_url, urlencode(form_data(name)), FORM_ENCODING, headers={"HX-Request": "true"}
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(f"the form create answered {response.status_code}")
+
+            paths = {
+                f"list page, {size:,} Services": reverse("services:list", args=[CLUSTER, namespace]),
+                "list page, empty namespace": reverse("services:list", args=[CLUSTER, self.empty_namespace]),
+                "detail page": reverse("services:detail", args=[CLUSTER, namespace, "svc-00042"]),
+            }
+            calls = max(20, self.args.reps)
+            log(f"where the time goes: {len(paths) + 1} paths, {calls} calls each")
+            results = {
+                label: breakdown.measure(timers, lambda url=url: browser.get(url), calls)
+                for label, url in paths.items()
+            }
+            results["create (form POST)"] = breakdown.measure(timers, form_create, calls)
+            self.details["breakdown"] = results
+        finally:
+            timers.uninstall()
 
     # --- production server ----------------------------------------------------------------------------------------
 
@@ -463,7 +533,12 @@ class Bench:
             str(self.server_log),
         ]
         self.details["gunicorn_version"] = gunicorn.__version__
-        self.details["gunicorn_command"] = " ".join(command[1:]).replace(str(ROOT), ".")
+        self.details["gunicorn_command"] = (
+            " ".join(command[2:])
+            .replace(str(ROOT), ".")
+            .replace(str(self.server_log), "<tmp>/gunicorn.log")
+            .replace(f":{self.port}", ":<free port>")
+        )
         log(f"starting gunicorn with {self.workers} workers on 127.0.0.1:{self.port}")
         self.server = subprocess.Popen(
             command,
@@ -660,7 +735,7 @@ def main() -> int:
     began = time.monotonic()
     load_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="console-bench-"))
-    output = args.output or (tmp / "out" if args.quick else ROOT / "docs")
+    output = args.output or (Path(tempfile.mkdtemp(prefix="console-bench-quick-")) if args.quick else ROOT / "docs")
 
     def terminated(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -673,6 +748,7 @@ def main() -> int:
         bench.start_cluster()
         bench.fill()
         bench.in_process()
+        bench.breakdowns()
         bench.start_server()
         bench.memory()
         bench.page_bytes()

@@ -366,11 +366,8 @@ def unavailable_message(error: BaseException) -> str:
         return str(_("The cluster did not accept a connection in time."))
     if isinstance(error, urllib3.exceptions.ReadTimeoutError | TimeoutError):
         return str(_("The cluster did not answer in time."))
-    if isinstance(
-        error,
-        urllib3.exceptions.NewConnectionError | urllib3.exceptions.ProtocolError | ConnectionError,
-    ):
-        return str(_("The cluster cannot be reached."))
+    if isinstance(error, urllib3.exceptions.ProtocolError):
+        return str(_("The cluster closed the connection without answering."))
     return str(_("The cluster cannot be reached."))
 
 
@@ -440,6 +437,12 @@ def call(function, *args, **kwargs) -> Any:  # type: ignore[no-untyped-def]
                 continue
             if 400 <= error.status < 500 and error.status not in (401, 429):
                 raise ApiError.from_exception(error) from None
+            raise ClusterUnavailable(unavailable_message(error)) from None
+        except urllib3.exceptions.ProtocolError as error:
+            # A pooled keep-alive connection the server has meanwhile closed: a read may try once more, on a new
+            # connection; a write may not, since the server may have acted on it.
+            if attempt == 0 and attempts > 1:
+                continue
             raise ClusterUnavailable(unavailable_message(error)) from None
         except TRANSPORT_ERRORS as error:
             raise ClusterUnavailable(unavailable_message(error)) from None

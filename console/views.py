@@ -19,7 +19,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def cluster_list(request: HttpRequest) -> HttpResponse:
     clusters = visible_clusters(request.user)
-    return render(request, "console/cluster_list.html", {"clusters": clusters})
+    return render(request, "console/cluster_list.html", {"clusters": clusters, "nav": "clusters"})
 
 
 @require_GET

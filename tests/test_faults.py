@@ -72,7 +72,7 @@ def test_a_lost_etcd_shows_the_api_servers_error(doomed: localcluster.ControlPla
     status, html, seconds = timed_get(operator, "/clusters/doomed/namespaces/default/services/")
     assert status == 200
     assert "The cluster&#x27;s API server failed (HTTP 504): Timeout" in html
-    assert seconds < 6
+    assert seconds < 10  # the API server gives up on etcd after 3 s; a read is tried at most twice here
 
 
 # --- retries, at the client boundary --------------------------------------------------------------------------

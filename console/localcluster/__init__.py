@@ -306,7 +306,7 @@ def _owned(pid: int, binary: str) -> bool:
     return bool(cmdline) and cmdline[0].decode(errors="replace") == binary
 
 
-def _stop_process(pid: int, binary: str, timeout: float = 15.0) -> None:
+def _stop_process(pid: int, binary: str, timeout: float = 5.0) -> None:
     if not _owned(pid, binary):
         return
     with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,96 @@
+"""Where a page's wall-clock time goes, without a profiler (so without its distortion): timers wrapped around the
+Kubernetes calls (``kube.call``), the database (an execute wrapper), template rendering (the template backend's
+``render``, context processors included) and the view with everything inside the middleware
+(``BaseHandler._get_response``). The rest of the view's time is its own Python code, including the ORM's query
+building and the session and user loading that ``login_required`` triggers; the time outside is the test client
+and the middleware."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+LABELS = ("kubernetes API calls", "database", "template rendering", "view")
+
+
+class Timers:
+    """Install before the test client's first request: its handler binds the middleware chain then."""
+
+    def __init__(self) -> None:
+        from django.core.handlers import base
+        from django.db import connection
+        from django.template.backends import django as django_backend
+
+        from console import kube
+        from services import api
+
+        self.reset()
+        self._originals = [
+            (kube, "call", kube.call),
+            (api, "_call", api._call),
+            (django_backend.Template, "render", django_backend.Template.render),
+            (base.BaseHandler, "_get_response", base.BaseHandler._get_response),
+        ]
+        kube.call = api._call = self._timed("kubernetes API calls", kube.call)
+        django_backend.Template.render = self._timed("template rendering", django_backend.Template.render)
+        base.BaseHandler._get_response = self._timed("view", base.BaseHandler._get_response)
+        self._database = connection.execute_wrapper(self._query)
+        self._database.__enter__()
+
+    def uninstall(self) -> None:
+        for owner, name, original in self._originals:
+            setattr(owner, name, original)
+        self._database.__exit__(None, None, None)
+
+    def reset(self) -> None:
+        self.spent = dict.fromkeys(LABELS, 0.0)
+        self.counts = dict.fromkeys(LABELS, 0)
+
+    def _timed(self, label: str, function):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            began = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.spent[label] += time.perf_counter() - began
+                self.counts[label] += 1
+
+        return wrapper
+
+    def _query(self, execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.spent["database"] += time.perf_counter() - began
+            self.counts["database"] += 1
+
+
+def measure(timers: Timers, call: Callable[[], object], calls: int, warmup: int = 20) -> list[tuple[str, float, str]]:
+    """``calls`` runs of ``call``: rows of (what, ms per call, how many per call), the first row the total."""
+    for _ in range(warmup):
+        call()
+    timers.reset()
+    began = time.perf_counter()
+    for _ in range(calls):
+        call()
+    total = time.perf_counter() - began
+    spent, counts = timers.spent, timers.counts
+    view = spent["view"]
+    own = view - spent["kubernetes API calls"] - spent["database"] - spent["template rendering"]
+
+    def per_call(label: str) -> str:
+        return f"{counts[label] / calls:.0f}"
+
+    return [
+        ("total", total / calls * 1000, ""),
+        (
+            "Kubernetes API calls (`kube.call`)",
+            spent["kubernetes API calls"] / calls * 1000,
+            per_call("kubernetes API calls"),
+        ),
+        ("database queries (execute time)", spent["database"] / calls * 1000, per_call("database")),
+        ("template rendering", spent["template rendering"] / calls * 1000, per_call("template rendering")),
+        ("view's own code, ORM query building, session and user loading", own / calls * 1000, ""),
+        ("test client and middleware", (total - view) / calls * 1000, ""),
+    ]
