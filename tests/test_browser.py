@@ -80,8 +80,13 @@ def log_in(page: Page, base: str, username: str) -> None:
 
 
 def shot(page: Page, name: str) -> None:
+    """The whole page, with the window made as tall as the page so sticky bars sit where they belong."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    size = page.viewport_size or {"width": 1280, "height": 900}
+    height = max(size["height"], page.evaluate("document.documentElement.scrollHeight"))
+    page.set_viewport_size({"width": size["width"], "height": height})
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size(size)
 
 
 def choose_type(page: Page, value: str) -> None:
