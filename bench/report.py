@@ -15,7 +15,7 @@ SIZES = (100, 1000, 5000)
 TARGETS: list[tuple[str, float, str]] = [
     ("list_vs_raw_1000", 1.3, "list page / raw call for the same page, 1,000 Services"),
     ("list_5000_vs_100", 1.5, "first list page at 5,000 Services / at 100"),
-    ("create_vs_raw", 1.3, "create through the form POST / raw create"),
+    ("create_vs_raw", 1.3, "create through the form POST / raw create (cluster holding the benchmark's Services)"),
     ("errors_32", 0, "errors with 32 concurrent clients on the list page"),
     ("rss_growth_1k_10k", 1.10, "worker RSS after 10,000 requests / after 1,000 (sum over the workers)"),
     ("list_page_bytes", 150_000, "bytes of the list page (1,000 Services) with its CSS and JS"),
@@ -106,6 +106,10 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 # --- the sections, as (header, rows), shared by the printed table and the markdown --------------------------------
 
 
+def _services(count: int) -> str:
+    return f"{count:,} Service" + ("" if count == 1 else "s")
+
+
 def _ms(value: float) -> str:
     return f"{value:.1f}"
 
@@ -133,15 +137,29 @@ def in_process_rows(figures: dict[str, Any], details: dict[str, Any]) -> tuple[l
                     f"{figures[ratio]:.3f}",
                 ]
             )
-    for key, label in (("detail", "detail page vs read"), ("create", "create: form POST vs raw create")):
+    for key, suffix, label in (
+        ("detail", "", "detail page vs read, 1,000 Services"),
+        (
+            "create",
+            "",
+            f"create: form POST vs raw create, {_services(figures.get('create_cluster_services', 0))} in the cluster",
+        ),
+        (
+            "create",
+            "_fresh",
+            f"create: form POST vs raw create, {_services(figures.get('create_cluster_services_fresh', 0))} in the cluster",
+        ),
+    ):
+        if f"{key}_vs_raw{suffix}" not in figures:
+            continue
         rows.append(
             [
                 label,
-                _ms(figures[f"{key}_page_ms"]),
-                _spread(details, f"samples_{key}", "page"),
-                _ms(figures[f"{key}_raw_ms"]),
-                _spread(details, f"samples_{key}", "raw"),
-                f"{figures[f'{key}_vs_raw']:.3f}",
+                _ms(figures[f"{key}_page_ms{suffix}"]),
+                _spread(details, f"samples_{key}{suffix}", "page"),
+                _ms(figures[f"{key}_raw_ms{suffix}"]),
+                _spread(details, f"samples_{key}{suffix}", "raw"),
+                f"{figures[f'{key}_vs_raw{suffix}']:.3f}",
             ]
         )
     return header, rows
@@ -318,9 +336,17 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         f"`CoreV1Api.list_namespaced_service(ns, limit={page_size})`, the partial is the same URL with "
         f"`HX-Request: true`. All nine list sides were run in one loop, rotating their order every round "
         f"({details.get('rounds_list', '?')} rounds after warm-up); the detail page (`read_namespaced_service`) and "
-        f"the create ({details.get('rounds_create', '?')} rounds; the form is posted the way htmx posts it, and "
-        f"answers with `HX-Redirect`) likewise. Ratio = median(console) / median(raw); IQR = 25th–75th percentile "
-        f"in ms.",
+        f"the create ({details.get('rounds_create', '?')} rounds; the form is posted url-encoded with "
+        f"`HX-Request: true`, the way htmx posts it, and answers with `HX-Redirect`) likewise. Ratio = "
+        f"median(console) / median(raw); IQR = 25th–75th percentile in ms.",
+        "",
+        "The create is measured twice: on the fresh cluster, and once the cluster holds the 6,100 benchmark "
+        "Services. The API server's own create time grows with the number of Services in the cluster (in this run "
+        f"{figures.get('create_raw_ms_fresh', float('nan')):.1f} ms with "
+        f"{figures.get('create_cluster_services_fresh', 0):,} Services, {figures.get('create_raw_ms', float('nan')):.1f} "
+        f"ms with {figures.get('create_cluster_services', 0):,}), and it is the ratio's denominator: the same "
+        "console overhead gives a smaller ratio in the full cluster. The target `create_vs_raw` is judged in the "
+        "full cluster, as the benchmark is specified; `create_vs_raw_fresh` is the stricter figure.",
         "",
         md_table(*in_process_rows(figures, details)),
         "",

@@ -3,6 +3,9 @@ refusals as ``ApiError``, an unavailable cluster as ``ClusterUnavailable``, read
 
 from __future__ import annotations
 
+import random
+import re
+import time
 from typing import Any
 
 from kubernetes import client
@@ -115,11 +118,68 @@ def list_ip_pools(cluster: Cluster) -> list[str] | None:
     return sorted({item["metadata"]["name"] for item in result["items"]})
 
 
-def list_pods(cluster: Cluster, namespace: str, selector: dict[str, str], limit: int = 50) -> list[dict]:
+def list_pods(cluster: Cluster, namespace: str, selector: dict[str, str], limit: int = 100) -> tuple[list[dict], int]:
+    """Pods matching a selector (at most ``limit``) and how many match in all."""
     if not selector:
-        return []
+        return [], 0
     label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
-    return _call(_core(cluster).list_namespaced_pod, namespace, label_selector=label_selector, limit=limit)["items"]
+    result = _call(_core(cluster).list_namespaced_pod, namespace, label_selector=label_selector, limit=limit)
+    remaining = result["metadata"].get("remainingItemCount") or 0
+    return result["items"], len(result["items"]) + remaining
+
+
+def node_ports_in_use(cluster: Cluster) -> dict[int, str]:
+    """Every allocated nodePort of the cluster and the Service holding it ("namespace/name"), read with the
+    console's credential so a namespace user learns which port is taken, not what else the cluster runs."""
+    used: dict[int, str] = {}
+    for service in _call(_core(cluster).list_service_for_all_namespaces)["items"]:
+        for port in (service.get("spec") or {}).get("ports") or []:
+            if port.get("nodePort"):
+                used[port["nodePort"]] = f"{service['metadata']['namespace']}/{service['metadata']['name']}"
+    return used
+
+
+_RANGE = re.compile(r"range of valid ports is (\d+)-(\d+)")
+_ranges: dict[tuple[int, int], tuple[float, tuple[int, int] | None]] = {}
+RANGE_TTL_SECONDS = 600
+
+
+def node_port_range(cluster: Cluster) -> tuple[int, int] | None:
+    """The cluster's nodePort range, as its API server states it (None if it will not say).
+
+    A dry run does not check node ports (kube-apiserver v1.37 accepts any and invents one), so the range is asked
+    with a real create that can never be stored: the name is invalid, and the API server allocates ports, and
+    reports a port outside its range, before it validates the name. Cached for ten minutes per cluster.
+    """
+    key = (cluster.pk, cluster.credentials_version)
+    cached = _ranges.get(key)
+    if cached and time.monotonic() - cached[0] < RANGE_TTL_SECONDS:
+        return cached[1]
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "Node-Port-Range-Probe"},
+        "spec": {"type": "NodePort", "ports": [{"port": 1, "nodePort": 1}]},
+    }
+    found: tuple[int, int] | None = None
+    try:
+        create_service(cluster, "default", probe)
+    except ApiError as error:
+        match = _RANGE.search(" ".join(c.get("message", "") for c in error.causes) or error.message)
+        found = (int(match.group(1)), int(match.group(2))) if match else None
+    _ranges[key] = (time.monotonic(), found)
+    return found
+
+
+def free_node_port(cluster: Cluster) -> int | None:
+    """A nodePort inside the cluster's range that no Service holds now (picked at random, so two people filling
+    one in at the same moment rarely collide; the API server still has the last word on save)."""
+    span = node_port_range(cluster)
+    if span is None:
+        return None
+    used = node_ports_in_use(cluster)
+    free = [port for port in range(span[0], span[1] + 1) if port not in used]
+    return random.choice(free) if free else None
 
 
 def list_endpoint_slices(cluster: Cluster, namespace: str, service: str) -> list[dict]:

@@ -172,7 +172,12 @@ class PortForm(forms.Form):
     )
     name = forms.CharField(label=_("Port name"), required=False, max_length=63)
     port = forms.IntegerField(label=_("Service port"), min_value=1, max_value=65535)
-    target_port = forms.CharField(label=_("Container port"), required=False, max_length=15)
+    target_port = forms.CharField(
+        label=_("Container port"),
+        required=False,
+        max_length=15,
+        widget=forms.TextInput(attrs={"list": "named-ports", "autocomplete": "off"}),
+    )
     node_port = forms.IntegerField(label=_("Node port"), required=False, min_value=1, max_value=65535)
 
     def clean_name(self) -> str:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import yaml
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -168,6 +170,13 @@ def _bundle_after_action(
             rows[prefix].append({"protocol": "TCP"} if prefix == PORTS else {})
         elif verb == f"remove_{prefix}" and index.isdigit() and int(index) < len(rows[prefix]):
             rows[prefix].pop(int(index))
+    if verb == "free_node_port" and index.isdigit() and int(index) < len(rows[PORTS]):
+        try:
+            port = api.free_node_port(access.cluster)
+        except (api.ApiError, kube.ClusterUnavailable) as error:
+            extra["node_port_error"] = str(error)
+        else:
+            rows[PORTS][int(index)]["node_port"] = port or ""
     if verb == "pick_workload":
         try:
             extra["workloads"] = api.list_workloads(access.cluster, namespace)
@@ -184,22 +193,36 @@ def _bundle_after_action(
     return bundle, extra
 
 
-def _save(
-    request: HttpRequest, bundle: ServiceFormBundle, access: Access, namespace: str, live: dict | None
+def _body(bundle: ServiceFormBundle, namespace: str, live: dict | None) -> dict:
+    """What the form would write: a new Service, or the live one with the form's fields written over it."""
+    spec = bundle.spec(namespace)
+    if live is None:
+        return m.build_service_manifest(spec)
+    return m.apply_to_live(
+        live, spec, bundle.form.cleaned_data["resource_version"] or live["metadata"]["resourceVersion"]
+    )
+
+
+def _submit(
+    request: HttpRequest,
+    bundle: ServiceFormBundle,
+    access: Access,
+    namespace: str,
+    live: dict | None,
+    *,
+    dry_run: bool = False,
 ) -> tuple[dict | None, bool]:
-    """Create or replace the Service; on refusal put the API server's reasons on the form. Returns
-    (the stored Service or None, whether it was a conflict)."""
+    """Create or replace the Service (or, with ``dry_run``, ask the API server whether it would); on refusal put
+    the API server's reasons on the form. Returns (the resulting Service or None, whether it was a conflict)."""
     spec = bundle.spec(namespace)
     name = live["metadata"]["name"] if live else spec.name
     action = "update" if live else "create"
+    body = _body(bundle, namespace, live)
     try:
         if live:
-            body = m.apply_to_live(
-                live, spec, bundle.form.cleaned_data["resource_version"] or live["metadata"]["resourceVersion"]
-            )
-            stored = api.replace_service(access.cluster, namespace, name, body)
+            stored = api.replace_service(access.cluster, namespace, name, body, dry_run=dry_run)
         else:
-            stored = api.create_service(access.cluster, namespace, m.build_service_manifest(spec))
+            stored = api.create_service(access.cluster, namespace, body, dry_run=dry_run)
     except api.ApiError as error:
         conflict = bool(live) and error.status == 409
         if conflict:
@@ -217,14 +240,167 @@ def _save(
             bundle.form.add_error(None, _("This Service was deleted meanwhile."))
         else:
             apply_api_errors(bundle, error.causes, error.message)
-        _record(request, access, namespace, action, name, "failed", error.message)
+        if not dry_run:
+            _record(request, access, namespace, action, name, "failed", error.message)
         return None, conflict
     except kube.ClusterUnavailable as error:
         bundle.form.add_error(None, str(error))
-        _record(request, access, namespace, action, name, "failed", str(error))
+        if not dry_run:
+            _record(request, access, namespace, action, name, "failed", str(error))
         return None, False
+    if dry_run:
+        return stored, False
     _record(request, access, namespace, action, name, "success", f"type={spec.type} ports={len(spec.ports)}")
     return stored, False
+
+
+def _diff(before: dict | None, after: dict) -> list[tuple[str, str]]:
+    """A unified YAML diff as (kind, line) pairs, kind being "add", "del", "hunk" or ""."""
+    old = _yaml_of(before).splitlines() if before else []
+    lines = []
+    for line in list(difflib.unified_diff(old, _yaml_of(after).splitlines(), lineterm="", n=3))[2:]:
+        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "")
+        lines.append((kind, line))
+    return lines
+
+
+def _conflict_diff(access: Access, namespace: str, bundle: ServiceFormBundle, live: dict | None) -> tuple[list, str]:
+    """After a conflict: how the user's version differs from the Service as it is now."""
+    try:
+        current = api.get_service(access.cluster, namespace, live["metadata"]["name"]) if live else None
+    except (api.ApiError, kube.ClusterUnavailable):
+        return [], ""
+    if current is None:
+        return [], ""
+    mine = _body(bundle, namespace, current)
+    return _diff(current, mine), _("Your version compared with the current one")
+
+
+_QUIET_CODES = {"required", "no_ports", "no_selector"}
+
+
+def _messages(errors: dict, field: str) -> list[str]:
+    """Error messages of a field, without "this is required" ones: live validation runs while the user types."""
+    return [message for error in errors.get(field, []) if error.code not in _QUIET_CODES for message in error.messages]
+
+
+def _live_validation(
+    request: HttpRequest,
+    bundle_args: dict[str, Any],
+    access: Access,
+    namespace: str,
+    live: dict | None,
+    name: str | None,
+) -> HttpResponse:
+    """Validate as the user types: the form's own rules, then the API server's verdict on a dry run, which-node-port-
+    is-taken, and what the selector matches. Answers with out-of-band swaps of the error slots only, so nothing
+    the user is typing is replaced."""
+    bundle = ServiceFormBundle(data=request.POST, initial={"name": name}, **bundle_args)
+    verdict = ""
+    if bundle.is_valid():
+        result, _conflict = _submit(request, bundle, access, namespace, live, dry_run=True)
+        verdict = "accepted" if result is not None else "refused"
+    field_errors = [
+        (bound.html_name, _messages(bundle.form.errors.as_data(), field))
+        for field, bound in ((f, bundle.form[f]) for f in bundle.form.fields)
+        if not isinstance(bound.field.widget, forms.HiddenInput)
+    ]
+    for formset in (bundle.ports, bundle.selector, bundle.annotations):
+        for form in formset.forms:
+            field_errors += [(form[f].html_name, _messages(form.errors.as_data(), f)) for f in form.fields]
+    rows = rows_from_post(request.POST)
+    taken = _taken_node_ports(access, rows[PORTS], live)
+    field_errors = [(html, messages + taken.get(html, [])) for html, messages in field_errors]
+    context = {
+        "field_errors": field_errors,
+        "formset_errors": [
+            (prefix, [e for e in formset.non_form_errors().as_data() if e.code not in _QUIET_CODES])
+            for prefix, formset in (
+                (PORTS, bundle.ports),
+                (SELECTOR, bundle.selector),
+                (ANNOTATIONS, bundle.annotations),
+            )
+        ],
+        "non_field_errors": bundle.form.non_field_errors(),
+        "verdict": "refused" if verdict == "accepted" and taken else verdict,
+        "insight": _selector_insight(access, namespace, rows[SELECTOR]),
+    }
+    return render(request, "services/form.html#validation", context)
+
+
+def _selector_rows(bundle: ServiceFormBundle) -> list[dict]:
+    if bundle.selector.is_bound:
+        return rows_from_post(bundle.selector.data)[SELECTOR]
+    return [form.initial or {} for form in bundle.selector.forms]
+
+
+def _taken_node_ports(access: Access, port_rows: list[dict], live: dict | None) -> dict[str, list[str]]:
+    """Errors for node ports outside the cluster's range or held by another Service (named): checks a dry run
+    cannot make, since the API server skips node-port allocation when nothing is stored."""
+    wanted = {i: int(row["node_port"]) for i, row in enumerate(port_rows) if str(row.get("node_port", "")).isdigit()}
+    problems = node_port_problems(access, list(wanted.values()), live)
+    return {f"{PORTS}-{i}-node_port": [problems[port]] for i, port in wanted.items() if port in problems}
+
+
+def node_port_problems(access: Access, ports: list[int], live: dict | None) -> dict[int, str]:
+    if not ports:
+        return {}
+    try:
+        span, used = api.node_port_range(access.cluster), api.node_ports_in_use(access.cluster)
+    except (api.ApiError, kube.ClusterUnavailable):
+        return {}
+    own = f"{live['metadata']['namespace']}/{live['metadata']['name']}" if live else None
+    problems: dict[int, str] = {}
+    for port in ports:
+        if span and not span[0] <= port <= span[1]:
+            problems[port] = _("%(port)d is outside the cluster's node port range %(low)d-%(high)d.") % {
+                "port": port,
+                "low": span[0],
+                "high": span[1],
+            }
+        elif port in used and used[port] != own:
+            problems[port] = _("%(port)d is used by %(service)s.") % {"port": port, "service": used[port]}
+    return problems
+
+
+def _selector_insight(access: Access, namespace: str, selector_rows: list[dict]) -> dict | None:
+    """What the selector matches: the number of pods, up to five names, their named ports, and ports declared by two
+    containers of one pod (which the seed warns breaks the workload)."""
+    selector = {row["key"].strip(): row["value"].strip() for row in selector_rows if row.get("key", "").strip()}
+    if not selector:
+        return None
+    try:
+        pods, count = api.list_pods(access.cluster, namespace, selector)
+    except api.ApiError:
+        return None  # a selector the API cannot parse: the field errors say why
+    except kube.ClusterUnavailable as error:
+        return {"error": str(error)}
+    named_ports: set[str] = set()
+    clashes: list[str] = []
+    for pod in pods:
+        seen: dict[tuple[int, str], str] = {}
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            for port in container.get("ports") or []:
+                if port.get("name"):
+                    named_ports.add(port["name"])
+                key = (port.get("containerPort"), port.get("protocol", "TCP"))
+                if key in seen and seen[key] != container["name"]:
+                    clashes.append(
+                        _("Containers %(first)s and %(second)s of pod %(pod)s both declare port %(port)s.")
+                        % {
+                            "first": seen[key],
+                            "second": container["name"],
+                            "pod": pod["metadata"]["name"],
+                            "port": key[0],
+                        }
+                    )
+                seen.setdefault(key, container["name"])
+    return {
+        "count": count,
+        "names": [pod["metadata"]["name"] for pod in pods[:5]],
+        "named_ports": sorted(named_ports),
+        "clashes": clashes[:5],
+    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -256,20 +432,29 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
     status, extra, conflict = 200, {}, False
     if request.method == "POST":
         action = request.POST.get("_action", "save")
-        if action != "save":
+        if action == "validate":
+            return _live_validation(request, bundle_args, access, namespace, live, name)
+        if action not in ("save", "review"):
             bundle, extra = _bundle_after_action(action, request, bundle_args, access, namespace, name)
         else:
             # A disabled field (the name, when editing) is not posted: Django takes it from the initial data.
             bundle = ServiceFormBundle(data=request.POST, initial={"name": name}, **bundle_args)
-            if bundle.is_valid():
-                stored, conflict = _save(request, bundle, access, namespace, live)
+            status = 422
+            if bundle.is_valid() and action == "review":
+                result, _conflict = _submit(request, bundle, access, namespace, live, dry_run=True)
+                if result is not None:
+                    extra["diff"], extra["diff_title"], status = _diff(live, result), _("Changes to be saved"), 200
+            elif bundle.is_valid():
+                stored, conflict = _submit(request, bundle, access, namespace, live)
                 if stored is not None:
                     done = _("Service “%(name)s” updated.") if live else _("Service “%(name)s” created.")
                     messages.success(request, done % {"name": stored["metadata"]["name"]})
                     return _redirect(
                         request, reverse("services:detail", args=[cluster, namespace, stored["metadata"]["name"]])
                     )
-            status = 409 if conflict else 422
+                if conflict:
+                    status = 409
+                    extra["diff"], extra["diff_title"] = _conflict_diff(access, namespace, bundle, live)
     elif live is not None:
         bundle = ServiceFormBundle(
             spec=m.spec_from_service(live), resource_version=live["metadata"]["resourceVersion"], **bundle_args
@@ -285,6 +470,7 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
         "lb_type": bundle.form["lb_type"].value() or m.METALLB,
         "conflict": conflict,
         "nav": "services",
+        "insight": _selector_insight(access, namespace, _selector_rows(bundle)),
         **extra,
     }
     template = "services/form.html#form" if request.htmx else "services/form.html"
@@ -350,6 +536,7 @@ def _document_from_yaml(text: str, namespace: str, name: str | None) -> dict:
 def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str | None = None) -> HttpResponse:
     access = namespace_access(request, cluster, namespace, write=True)
     errors: list[str] = []
+    accepted = ""
     status = 200
     try:
         live = api.get_service(access.cluster, namespace, name) if name else None
@@ -369,37 +556,55 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
     if request.method == "POST":
         text = request.POST.get("yaml", "")
         action = "update" if live else "create"
+        # "validate" asks the API server for its verdict with a dry run; nothing is stored or audited.
+        dry_run = request.POST.get("_action") == "validate"
         try:
             document = _document_from_yaml(text, namespace, name)
         except (ValueError, kube.KubeconfigError) as error:
             errors, status = [str(error)], 422
-            _record(request, access, namespace, f"{action} (yaml)", name or "", "failed", str(error))
+            if not dry_run:
+                _record(request, access, namespace, f"{action} (yaml)", name or "", "failed", str(error))
         else:
             target = document["metadata"]["name"]
             try:
                 if live:
                     document["metadata"].setdefault("resourceVersion", live["metadata"]["resourceVersion"])
-                    api.replace_service(access.cluster, namespace, target, document)
+                    api.replace_service(access.cluster, namespace, target, document, dry_run=dry_run)
                 else:
-                    api.create_service(access.cluster, namespace, document)
+                    api.create_service(access.cluster, namespace, document, dry_run=dry_run)
             except api.ApiError as error:
                 status = error.status if error.status in (409, 422) else 422
                 errors = [error.message] + [
                     f"{c.get('field', '')}: {c.get('message', '')}" for c in error.causes if c.get("field")
                 ]
-                _record(request, access, namespace, f"{action} (yaml)", target, "failed", error.message)
+                if not dry_run:
+                    _record(request, access, namespace, f"{action} (yaml)", target, "failed", error.message)
             except kube.ClusterUnavailable as error:
                 errors, status = [str(error)], 503
-                _record(request, access, namespace, f"{action} (yaml)", target, "failed", str(error))
+                if not dry_run:
+                    _record(request, access, namespace, f"{action} (yaml)", target, "failed", str(error))
             else:
-                _record(request, access, namespace, f"{action} (yaml)", target, "success")
-                done = _("Service “%(name)s” updated.") if live else _("Service “%(name)s” created.")
-                messages.success(request, done % {"name": target})
-                return _redirect(request, reverse("services:detail", args=[cluster, namespace, target]))
+                node_ports = [p.get("nodePort") for p in (document.get("spec") or {}).get("ports") or []]
+                problems = (
+                    node_port_problems(access, [p for p in node_ports if isinstance(p, int)], live) if dry_run else {}
+                )
+                if problems:
+                    errors, status = (
+                        [f"spec.ports[{i}].nodePort: {problems[p]}" for i, p in enumerate(node_ports) if p in problems],
+                        422,
+                    )
+                elif dry_run:
+                    accepted = _("The API server accepts this Service (dry run).")
+                else:
+                    _record(request, access, namespace, f"{action} (yaml)", target, "success")
+                    done = _("Service “%(name)s” updated.") if live else _("Service “%(name)s” created.")
+                    messages.success(request, done % {"name": target})
+                    return _redirect(request, reverse("services:detail", args=[cluster, namespace, target]))
     context = {
         "access": access,
         "namespace": namespace,
         "live": live,
+        "accepted": accepted,
         "text": text,
         "errors": errors,
         "nav": "services",
@@ -430,10 +635,10 @@ def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str
             status=503,
         )
     selector = service.get("spec", {}).get("selector") or {}
-    related: dict[str, Any] = {"pods": [], "slices": [], "events": [], "node_ips": []}
+    related: dict[str, Any] = {"pods": [], "pod_count": 0, "slices": [], "events": [], "node_ips": []}
     related_error = ""
     try:
-        related["pods"] = api.list_pods(access.cluster, namespace, selector)
+        related["pods"], related["pod_count"] = api.list_pods(access.cluster, namespace, selector)
         related["slices"] = api.list_endpoint_slices(access.cluster, namespace, name)
         related["events"] = api.list_events(access.cluster, namespace, name)
         if service.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER):

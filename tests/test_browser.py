@@ -212,3 +212,32 @@ def test_viewer_sees_no_write_buttons(
     assert page.locator("details.menu").count() == 0
     shot(page, "en-list-viewer-1920")
     page.context.close()
+
+
+def test_live_validation_shows_the_api_servers_verdict_before_submit(
+    browser: Browser, console: dict, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    k8s.CoreV1Api(admin_api).create_namespaced_service(
+        namespace, {"metadata": {"name": "web-taken"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}create/")
+    choose_type(page, "NodePort")
+    page.fill("#id_selector-0-key", "app")
+    page.fill("#id_selector-0-value", "web")
+    page.fill("#id_ports-0-port", "80")
+    page.fill("#id_ports-0-node_port", "8080")
+    page.fill("#id_name", "web-taken")  # typed last: validation runs 0.7 s after the last keystroke
+    expect(page.locator("#errors-name")).to_contain_text("already exists", timeout=10_000)
+    expect(page.locator("#errors-ports-0-node_port")).to_contain_text(
+        "outside the cluster's node port range 30000-32767"
+    )
+    expect(page.locator("#validation-status")).to_contain_text("would refuse")
+    expect(page.locator("#id_name")).to_have_value("web-taken")  # nothing typed was replaced
+    shot(page, "en-live-validation")
+    page.fill("#id_name", "web-free")
+    page.fill("#id_ports-0-node_port", "")
+    expect(page.locator("#validation-status")).to_contain_text("accepts this Service", timeout=10_000)
+    assert [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items] == ["web-taken"]
+    page.context.close()
