@@ -115,14 +115,77 @@ class ServiceForm(forms.Form):
     )
     metallb_pool = forms.CharField(label=_("MetalLB IP pool"), required=False)
     lb_address = forms.CharField(label=_("Load balancer address"), required=False, max_length=255)
+    # Advanced (a collapsed section).
+    internal_traffic_policy = forms.ChoiceField(
+        label=_("Internal traffic policy"),
+        choices=[("", _("Default (Cluster)")), ("Cluster", "Cluster"), ("Local", "Local")],
+        required=False,
+    )
+    ip_family_policy = forms.ChoiceField(
+        label=_("IP family policy"),
+        choices=[
+            ("", _("Default (SingleStack)")),
+            ("SingleStack", "SingleStack"),
+            ("PreferDualStack", "PreferDualStack"),
+            ("RequireDualStack", "RequireDualStack"),
+        ],
+        required=False,
+    )
+    load_balancer_class = forms.CharField(
+        label=_("Load balancer class"),
+        required=False,
+        max_length=253,
+        help_text=_("Which load balancer implementation handles this Service, e.g. example.com/internal-vip."),
+    )
+    load_balancer_source_ranges = forms.CharField(
+        label=_("Load balancer source ranges"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Client address ranges allowed through the load balancer, one CIDR per line, e.g. 203.0.113.0/24."),
+    )
+    # Cluster Admin only.
+    headless = forms.BooleanField(
+        label=_("Headless (no cluster IP)"),
+        required=False,
+        help_text=_("DNS returns the pods' addresses directly. Only when creating."),
+    )
+    external_ips = forms.CharField(
+        label=_("External IPs"),
+        required=False,
+        help_text=_("Addresses on the nodes that also accept traffic for this Service, comma-separated."),
+    )
+    external_name = forms.CharField(
+        label=_("External name"), required=False, max_length=253, help_text=_("A DNS name, e.g. db.example.com.")
+    )
     resource_version = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args: Any, editing: bool = False, ip_pools: list[str] | None = None, **kwargs: Any) -> None:
+    ADMIN_ONLY = ("headless", "external_ips", "external_name")
+
+    def __init__(
+        self,
+        *args: Any,
+        editing: bool = False,
+        ip_pools: list[str] | None = None,
+        admin_features: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.editing = editing
         self.ip_pools = ip_pools
+        self.admin_features = admin_features
         if editing:
             self.fields["name"].disabled = True
+            self.fields["headless"].disabled = True  # the cluster IP cannot change once set
+        if admin_features:
+            self.fields["type"].choices = [
+                *self.fields["type"].choices,
+                (m.EXTERNAL_NAME, _("External name (ExternalName)")),
+            ]
+        else:
+            # Not offered, so not accepted either: a posted value for these is ignored, and an edit keeps the
+            # Service's own.
+            for name in self.ADMIN_ONLY:
+                del self.fields[name]
         if ip_pools:
             self.fields["metallb_pool"] = forms.ChoiceField(
                 label=_("MetalLB IP pool"), choices=[("", "—")] + [(p, p) for p in ip_pools], required=False
@@ -154,8 +217,44 @@ class ServiceForm(forms.Form):
             raise ValidationError(_("Give at most two addresses."), code="too_many_addresses")
         return ",".join(parts)
 
+    def clean_load_balancer_class(self) -> str:
+        value = self.cleaned_data["load_balancer_class"].strip()
+        if value:
+            validate_qualified_name(value)
+        return value
+
+    def clean_load_balancer_source_ranges(self) -> list[str]:
+        ranges = self.cleaned_data["load_balancer_source_ranges"].replace(",", "\n").split()
+        try:
+            for cidr in ranges:
+                ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValidationError(_("Give address ranges in CIDR form, such as 203.0.113.0/24."), code="cidr") from None
+        return ranges
+
+    def clean_external_ips(self) -> list[str]:
+        addresses = self.cleaned_data["external_ips"].replace(",", " ").split()
+        try:
+            for address in addresses:
+                ipaddress.ip_address(address)
+        except ValueError:
+            raise ValidationError(_("Give IP addresses such as 192.0.2.10, separated by commas."), code="ip") from None
+        return addresses
+
+    def clean_external_name(self) -> str:
+        value = self.cleaned_data["external_name"].strip().rstrip(".")
+        if value and (len(value) > 253 or not DNS1123_SUBDOMAIN.match(value)):
+            raise ValidationError(_("Give a DNS name such as db.example.com (lowercase)."), code="dns_name")
+        return value
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if (
+            cleaned.get("type") == m.EXTERNAL_NAME
+            and "external_name" in self.fields
+            and not cleaned.get("external_name")
+        ):
+            self.add_error("external_name", _("An ExternalName Service needs the DNS name it points to."))
         if cleaned.get("session_affinity") and not cleaned.get("session_timeout"):
             self.add_error("session_timeout", _("Give a duration between 1 and 86400 seconds."))
         if cleaned.get("type") == m.LOAD_BALANCER and cleaned.get("lb_type") == m.METALLB:
@@ -194,11 +293,13 @@ class PortForm(forms.Form):
 
 
 class BasePortFormSet(forms.BaseFormSet):
+    required = True
+
     def clean(self) -> None:
         if any(self.errors):
             return
         rows = [form.cleaned_data for form in self.forms if form.cleaned_data]
-        if not rows:
+        if not rows and self.required:
             raise ValidationError(_("Add at least one port."), code="no_ports")
         seen_names: set[str] = set()
         seen_ports: set[tuple[int, str]] = set()
@@ -299,9 +400,11 @@ class ServiceFormBundle:
         ip_pools: list[str] | None = None,
         resource_version: str = "",
         initial: dict | None = None,
+        admin_features: bool = False,
     ) -> None:
+        options = {"editing": editing, "ip_pools": ip_pools, "admin_features": admin_features}
         if data is not None:
-            self.form = ServiceForm(data, editing=editing, ip_pools=ip_pools, initial=initial)
+            self.form = ServiceForm(data, initial=initial, **options)
             self.ports = PortFormSet(data, prefix=PORTS)
             self.selector = SelectorFormSet(data, prefix=SELECTOR)
             self.annotations = AnnotationFormSet(data, prefix=ANNOTATIONS)
@@ -310,10 +413,13 @@ class ServiceFormBundle:
             if spec is not None:
                 initial = {**(initial or {}), **initial_from_spec(spec), "resource_version": resource_version}
                 rows = rows_from_spec(spec)
-            self.form = ServiceForm(initial=initial, editing=editing, ip_pools=ip_pools)
+            self.form = ServiceForm(initial=initial, **options)
             self.ports = PortFormSet(initial=rows.get(PORTS) or [{"protocol": "TCP"}], prefix=PORTS)
             self.selector = SelectorFormSet(initial=rows.get(SELECTOR) or [{}], prefix=SELECTOR)
             self.annotations = AnnotationFormSet(initial=rows.get(ANNOTATIONS) or [], prefix=ANNOTATIONS)
+        if self.form["type"].value() == m.EXTERNAL_NAME:
+            # An ExternalName Service is a DNS alias: it selects no pods and may list no ports.
+            selector_required = self.ports.required = False
         self.selector.required = selector_required
 
     def is_valid(self) -> bool:
@@ -346,6 +452,13 @@ class ServiceFormBundle:
             lb_type=data["lb_type"] or m.METALLB,
             metallb_pool=data["metallb_pool"] or "",
             lb_address=data["lb_address"].strip(),
+            internal_traffic_policy=data["internal_traffic_policy"],
+            ip_family_policy=data["ip_family_policy"],
+            load_balancer_class=data["load_balancer_class"],
+            load_balancer_source_ranges=data["load_balancer_source_ranges"],
+            external_ips=data.get("external_ips") if "external_ips" in data else None,
+            headless=data.get("headless") if "headless" in data else None,
+            external_name=data.get("external_name", ""),
         )
 
     @property
@@ -371,6 +484,13 @@ def initial_from_spec(spec: m.ServiceSpec) -> dict[str, Any]:
         "lb_type": spec.lb_type,
         "metallb_pool": spec.metallb_pool,
         "lb_address": spec.lb_address,
+        "internal_traffic_policy": spec.internal_traffic_policy,
+        "ip_family_policy": spec.ip_family_policy,
+        "load_balancer_class": spec.load_balancer_class,
+        "load_balancer_source_ranges": "\n".join(spec.load_balancer_source_ranges),
+        "external_ips": ", ".join(spec.external_ips or []),
+        "headless": bool(spec.headless),
+        "external_name": spec.external_name,
     }
 
 
@@ -413,8 +533,10 @@ def rows_from_post(data: Any) -> dict[str, list[dict]]:
 
 def initial_from_post(data: Any) -> dict[str, Any]:
     fields = ServiceForm.base_fields
-    initial = {name: data.get(name, "") for name in fields if name not in ("session_affinity",)}
-    initial["session_affinity"] = data.get("session_affinity") in ("on", "true", "1")
+    booleans = ("session_affinity", "headless")
+    initial = {name: data.get(name, "") for name in fields if name not in booleans}
+    for name in booleans:
+        initial[name] = data.get(name) in ("on", "true", "1")
     return initial
 
 

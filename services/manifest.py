@@ -11,8 +11,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-CLUSTER_IP, NODE_PORT, LOAD_BALANCER = "ClusterIP", "NodePort", "LoadBalancer"
-SERVICE_TYPES = (CLUSTER_IP, NODE_PORT, LOAD_BALANCER)
+CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_NAME = "ClusterIP", "NodePort", "LoadBalancer", "ExternalName"
+SERVICE_TYPES = (CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_NAME)
 METALLB, OTHER_LB = "metallb", "other"
 
 METALLB_POOL = "metallb.io/address-pool"
@@ -55,6 +55,16 @@ class ServiceSpec:
     lb_type: str = METALLB
     metallb_pool: str = ""
     lb_address: str = ""
+    # The advanced section. Empty means "let the API server default it".
+    internal_traffic_policy: str = ""
+    ip_family_policy: str = ""
+    load_balancer_class: str = ""
+    load_balancer_source_ranges: list[str] = field(default_factory=list)
+    # Cluster Admin only (externalIPs and ExternalName can redirect other tenants' traffic). None means the form
+    # did not offer the field, so an edit leaves the live value alone.
+    external_ips: list[str] | None = None
+    headless: bool | None = None
+    external_name: str = ""
 
 
 def is_form_annotation(key: str) -> bool:
@@ -99,10 +109,23 @@ def _owned_spec(spec: ServiceSpec) -> dict[str, Any]:
         owned["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": spec.session_timeout}}
     else:
         owned["sessionAffinity"] = "None"
-    if spec.type != CLUSTER_IP:
+    if spec.type in (NODE_PORT, LOAD_BALANCER):
         owned["externalTrafficPolicy"] = spec.external_traffic_policy
     if spec.type == LOAD_BALANCER and spec.lb_type == OTHER_LB and spec.lb_address:
         owned["loadBalancerIP"] = spec.lb_address
+    if spec.type == LOAD_BALANCER and spec.load_balancer_class:
+        owned["loadBalancerClass"] = spec.load_balancer_class
+    if spec.type == LOAD_BALANCER and spec.load_balancer_source_ranges:
+        owned["loadBalancerSourceRanges"] = list(spec.load_balancer_source_ranges)
+    if spec.internal_traffic_policy and spec.type != EXTERNAL_NAME:
+        owned["internalTrafficPolicy"] = spec.internal_traffic_policy
+    if spec.ip_family_policy and spec.type != EXTERNAL_NAME:
+        owned["ipFamilyPolicy"] = spec.ip_family_policy
+    if spec.external_ips:
+        owned["externalIPs"] = list(spec.external_ips)
+    if spec.type == EXTERNAL_NAME:
+        owned["externalName"] = spec.external_name
+        owned.pop("sessionAffinity", None)
     return owned
 
 
@@ -112,7 +135,10 @@ def build_service_manifest(spec: ServiceSpec) -> dict[str, Any]:
     annotations = _owned_annotations(spec)
     if annotations:
         metadata["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": _owned_spec(spec)}
+    body = _owned_spec(spec)
+    if spec.headless and spec.type == CLUSTER_IP:
+        body["clusterIP"] = "None"  # headless: DNS returns the pods' addresses; set once, at creation
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": body}
 
 
 def apply_to_live(live: dict[str, Any], spec: ServiceSpec, resource_version: str) -> dict[str, Any]:
@@ -144,13 +170,20 @@ def apply_to_live(live: dict[str, Any], spec: ServiceSpec, resource_version: str
         target.pop("selector", None)
     if not spec.session_affinity:
         target.pop("sessionAffinityConfig", None)
-    if spec.type == CLUSTER_IP:
+    if spec.type not in (NODE_PORT, LOAD_BALANCER):
         target.pop("externalTrafficPolicy", None)
     if spec.type != LOAD_BALANCER:
         for key in _LOAD_BALANCER_ONLY:
             target.pop(key, None)
-    elif spec.lb_type == METALLB or not spec.lb_address:
-        target.pop("loadBalancerIP", None)
+    else:
+        if spec.lb_type == METALLB or not spec.lb_address:
+            target.pop("loadBalancerIP", None)
+        if not spec.load_balancer_source_ranges:
+            target.pop("loadBalancerSourceRanges", None)
+    if spec.type != EXTERNAL_NAME:
+        target.pop("externalName", None)
+    if spec.external_ips is not None and not spec.external_ips:
+        target.pop("externalIPs", None)
     return service
 
 
@@ -193,6 +226,13 @@ def spec_from_service(service: dict[str, Any]) -> ServiceSpec:
         lb_type=METALLB if uses_metallb else OTHER_LB,
         metallb_pool=pool,
         lb_address=metallb_ips if uses_metallb else body.get("loadBalancerIP", ""),
+        internal_traffic_policy=body.get("internalTrafficPolicy", ""),
+        ip_family_policy=body.get("ipFamilyPolicy", ""),
+        load_balancer_class=body.get("loadBalancerClass", ""),
+        load_balancer_source_ranges=list(body.get("loadBalancerSourceRanges") or []),
+        external_ips=list(body.get("externalIPs") or []),
+        headless=body.get("clusterIP") == "None",
+        external_name=body.get("externalName", ""),
     )
 
 

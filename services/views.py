@@ -428,6 +428,8 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
         "ip_pools": ip_pools,
         # The seed asks for a selector; a Service created without one (hand-managed endpoints) may stay so.
         "selector_required": live is None or bool(live.get("spec", {}).get("selector")),
+        # Headless, ExternalName and externalIPs can capture other tenants' traffic: Cluster Admins only.
+        "admin_features": access.is_cluster_admin,
     }
     status, extra, conflict = 200, {}, False
     if request.method == "POST":

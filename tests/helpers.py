@@ -49,6 +49,7 @@ def service_form(
             data.pop(key, None)
     ports = ports if ports is not None else [{"protocol": "TCP", "name": "", "port": 80, "target_port": 8080}]
     data |= rows("ports", [{"protocol": "TCP", "name": "", "target_port": "", "node_port": "", **p} for p in ports])
-    data |= rows("selector", [{"key": k, "value": v} for k, v in (selector or {"app": "web"}).items()])
+    chosen = {"app": "web"} if selector is None else selector
+    data |= rows("selector", [{"key": k, "value": v} for k, v in chosen.items()])
     data |= rows("annotations", [{"key": k, "value": v} for k, v in (annotations or {}).items()])
     return data
