@@ -36,6 +36,76 @@ def breakdown(timers: breakdown_.Timers, name: str, call, calls: int) -> None:  
         print(f"  {label:66s} {ms:7.2f} ms  {ms / total:6.1%}  {count + ' per call' if count else ''}")
 
 
+def parts(browser, url: str, namespace: str, calls: int) -> None:  # type: ignore[no-untyped-def]
+    """The list page taken apart, each part timed alone (medians, wall clock): the templates rendered again with
+    the context of one real request, with and without rows and row menus; and the view's fixed costs."""
+    import statistics
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import get_user
+    from django.template import loader
+
+    from console.access import namespace_access
+    from services import views
+
+    captured: dict = {}
+    real_render = views.render
+
+    def capture(request, template, context, *args, **kwargs):  # type: ignore[no-untyped-def]
+        captured.update(request=request, context=dict(context))
+        return real_render(request, template, context, *args, **kwargs)
+
+    views.render = capture
+    try:
+        browser.get(url)
+    finally:
+        views.render = real_render
+    request, context = captured["request"], captured["context"]
+    full, table = loader.get_template("services/list.html"), loader.get_template("services/list.html#table")
+    session_key = browser.cookies[settings.SESSION_COOKIE_NAME].value
+    engine = import_module(settings.SESSION_ENGINE)
+
+    def fresh_user() -> None:
+        class Fresh:
+            session = engine.SessionStore(session_key)
+
+        get_user(Fresh())
+
+    def rows() -> None:
+        base = url
+        [
+            views._row(item, [], base)
+            for item in views.api.list_services(context["access"].cluster, namespace, limit=20)[0]
+        ]
+
+    probes = {
+        "template: full page (20 rows)": lambda: full.render(context, request),
+        "template: table partial (20 rows)": lambda: table.render(context, request),
+        "template: table partial, can_edit off (no row menus, no delete dialogs)": lambda: table.render(
+            {**context, "can_edit": False}, request
+        ),
+        "template: table partial, no rows": lambda: table.render({**context, "rows": []}, request),
+        "template: full page, can_edit off": lambda: full.render({**context, "can_edit": False}, request),
+        "template: full page, no rows": lambda: full.render({**context, "rows": []}, request),
+        "view: namespace_access (cluster + grants queries)": lambda: namespace_access(request, run.CLUSTER, namespace),
+        "view: session + user loading (2 queries)": fresh_user,
+        "view: list_services (API call + json) + _row x20": rows,
+    }
+    print()
+    for label, probe in probes.items():
+        for _ in range(20):
+            probe()
+        times = []
+        for _ in range(calls):
+            began = time.perf_counter()
+            probe()
+            times.append(time.perf_counter() - began)
+        size = len(probe() or "") if label.startswith("template") else 0
+        extra = f"  ({size:,} characters)" if size else ""
+        print(f"  {label:75s} {statistics.median(times) * 1000:7.2f} ms{extra}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200)
@@ -45,6 +115,9 @@ def main() -> int:
         "--only",
         choices=["list", "partial", "empty", "rawempty", "create", "raw", "detail", "rawcreate", "rawget"],
         action="append",
+    )
+    parser.add_argument(
+        "--parts", action="store_true", help="time the list page's parts: templates with and without rows, access"
     )
     parser.add_argument(
         "--breakdown", action="store_true", help="wall-clock shares (API calls, DB, templates, rest) without cProfile"
@@ -62,15 +135,9 @@ def main() -> int:
         from django.test import Client
         from django.urls import reverse
 
-        from console.models import Cluster, Grant, Role
         from services.views import PAGE_SIZE
 
-        # An empty namespace: what a list page costs without rows.
-        bench.core.create_namespace({"metadata": {"name": "bench-empty"}})
-        Grant.objects.create(
-            user=bench.user, cluster=Cluster.objects.get(name=run.CLUSTER), role=Role.NS_EDIT, namespace="bench-empty"
-        )
-        empty_url = reverse("services:list", args=[run.CLUSTER, "bench-empty"])
+        empty_url = reverse("services:list", args=[run.CLUSTER, bench.empty_namespace])
 
         browser = Client()
         browser.force_login(bench.user)
@@ -94,7 +161,7 @@ def main() -> int:
             "list": lambda: browser.get(url),
             "partial": lambda: browser.get(url, headers={"HX-Request": "true"}),
             "empty": lambda: browser.get(empty_url),
-            "rawempty": lambda: bench.core.list_namespaced_service("bench-empty", limit=PAGE_SIZE),
+            "rawempty": lambda: bench.core.list_namespaced_service(bench.empty_namespace, limit=PAGE_SIZE),
             "detail": lambda: browser.get(detail_url),
             "create": form_create,
             "raw": lambda: bench.core.list_namespaced_service(namespace, limit=PAGE_SIZE),
@@ -103,6 +170,9 @@ def main() -> int:
             ),
             "rawget": lambda: bench.core.read_namespaced_service("svc-00042", namespace),
         }
+        if args.parts:
+            parts(browser, url, namespace, args.calls)
+            return 0
         timers = breakdown_.Timers() if args.breakdown else None
         for name, call in paths.items():
             if args.only and name not in args.only:

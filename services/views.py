@@ -79,10 +79,16 @@ def pick_namespace(request: HttpRequest, cluster: str) -> HttpResponse:
     return redirect("services:list", cluster, "default" if "default" in namespaces else namespaces[0])
 
 
-def _row(service: dict, node_ips: list[str]) -> dict[str, Any]:
+def _row(service: dict, node_ips: list[str], base_url: str) -> dict[str, Any]:
     spec = service.get("spec", {})
+    url = f"{base_url}{service['metadata']['name']}/"
     return {
         "name": service["metadata"]["name"],
+        # Built here rather than with {% url %} per row and per link: reversing dominated the table's rendering.
+        "url": url,
+        "edit_url": f"{url}edit/",
+        "edit_yaml_url": f"{url}edit-yaml/",
+        "delete_url": f"{url}delete/",
         "uid": service["metadata"].get("uid", ""),
         "type": spec.get("type", m.CLUSTER_IP),
         "access": m.access_addresses(service, node_ips),
@@ -136,7 +142,7 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
         "namespace": namespace,
         # One failed call is enough: a cluster that just failed is not asked again for its namespaces.
         "namespaces": _namespaces(access) if not request.htmx and not error else [namespace],
-        "rows": [_row(s, node_ips) for s in items],
+        "rows": [_row(s, node_ips, reverse("services:list", args=[cluster, namespace])) for s in items],
         "query": query,
         "type_filter": type_filter,
         "types": m.SERVICE_TYPES,
@@ -410,7 +416,9 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
     access = namespace_access(request, cluster, namespace, write=True)
     try:
         live = api.get_service(access.cluster, namespace, name) if name else None
-        ip_pools = api.list_ip_pools(access.cluster)
+        # MetalLB's pools matter only to a LoadBalancer; other types skip the call.
+        shown_type = request.POST.get("type") or (live or {}).get("spec", {}).get("type") or m.CLUSTER_IP
+        ip_pools = api.list_ip_pools(access.cluster) if shown_type == m.LOAD_BALANCER else None
     except api.ApiError as error:
         if error.status == 404:
             messages.error(request, _("The Service “%(name)s” no longer exists.") % {"name": name})

@@ -566,3 +566,25 @@ def test_a_viewer_sees_no_write_buttons_and_every_write_is_refused(
     assert services_in(admin_api, namespace) == ["watched"]
     assert core_api.read_namespaced_service("watched", namespace).spec.ports[0].port == 80
     assert AuditEntry.objects.filter(result="denied", username="viewer").count() >= len(writes)
+
+
+def test_the_list_pages_database_queries_do_not_grow_with_the_services(
+    web: Client, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    core = k8s.CoreV1Api(admin_api)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert web.get(url(namespace)).status_code == 200
+        return len(captured)
+
+    core.create_namespaced_service(namespace, {"metadata": {"name": "only-one"}, "spec": {"ports": [{"port": 80}]}})
+    with_one = queries()
+    for index in range(30):
+        core.create_namespaced_service(
+            namespace, {"metadata": {"name": f"many-{index}"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}
+        )
+    assert queries() == with_one <= 4  # session, user, grants (and nothing per row)
