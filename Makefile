@@ -36,6 +36,10 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The benchmark against the raw API (about 6 minutes): writes docs/benchmarks.md and docs/benchmarks.json.
+bench: setup
+	$(BIN)/python bench/run.py
+
 # Django's deployment checklist against production settings (throwaway secrets: only the settings are judged).
 check-deploy: $(VENV)/.installed
 	CONSOLE_ENV=production CONSOLE_ALLOWED_HOSTS=console.example.com \

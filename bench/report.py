@@ -330,7 +330,8 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         "",
         "## The pages against the raw calls (in process)",
         "",
-        f"Django's test `Client` (signed in as a user with an NS Edit grant) against the call a script would make with "
+        f"Django's test `Client` (production settings: `DEBUG` off, the same middleware as the server; signed in as a "
+        f"user with an NS Edit grant) against the call a script would make with "
         f"the `kubernetes` client on a reused `ApiClient` built from the control plane's kubeconfig; both go over "
         f"HTTPS to the same kube-apiserver. The list is the first page (`PAGE_SIZE` = {page_size}): the raw side is "
         f"`CoreV1Api.list_namespaced_service(ns, limit={page_size})`, the partial is the same URL with "
@@ -343,8 +344,9 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         "The create is measured twice: on the fresh cluster, and once the cluster holds the 6,100 benchmark "
         "Services. The API server's own create time grows with the number of Services in the cluster (in this run "
         f"{figures.get('create_raw_ms_fresh', float('nan')):.1f} ms with "
-        f"{figures.get('create_cluster_services_fresh', 0):,} Services, {figures.get('create_raw_ms', float('nan')):.1f} "
-        f"ms with {figures.get('create_cluster_services', 0):,}), and it is the ratio's denominator: the same "
+        f"{_services(figures.get('create_cluster_services_fresh', 0))}, "
+        f"{figures.get('create_raw_ms', float('nan')):.1f} ms with {_services(figures.get('create_cluster_services', 0))}), "
+        "and it is the ratio's denominator: the same "
         "console overhead gives a smaller ratio in the full cluster. The target `create_vs_raw` is judged in the "
         "full cluster, as the benchmark is specified; `create_vs_raw_fresh` is the stricter figure.",
         "",
@@ -370,7 +372,7 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         "benchmark's own process on the same 2 cores: one thread and one HTTP/1.1 connection per client, each "
         "sending its next request when the previous answer is read (sync workers close the connection after each "
         "response, so every request also pays a TCP connect). A request is an error when it fails, is not a 200, or "
-        "lacks the table. The page is the list page of the 1,000-Service namespace.",
+        "lacks the namespace's first Service. The page is the list page of the 1,000-Service namespace.",
         "",
         f"### Latency ({details.get('duration', '?'):.0f} s per level)",
         "",

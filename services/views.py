@@ -62,6 +62,25 @@ def _record(
     )
 
 
+def _unavailable(request: HttpRequest, access: Access, namespace: str, message: str) -> HttpResponse:
+    context = {"access": access, "namespace": namespace, "error": message, "nav": "services"}
+    return render(request, "services/unavailable.html", context, status=503)
+
+
+def _fetch_service(request: HttpRequest, access: Access, namespace: str, name: str) -> dict | HttpResponse:
+    """The live Service, or the answer to give instead: back to the list when it is gone, a plain page when the
+    cluster cannot be asked or refuses the console."""
+    try:
+        return api.get_service(access.cluster, namespace, name)
+    except api.ApiError as error:
+        if error.status == 404:
+            messages.error(request, _("The Service “%(name)s” no longer exists.") % {"name": name})
+            return _redirect(request, reverse("services:list", args=[access.cluster.name, namespace]))
+        return _unavailable(request, access, namespace, error.message)
+    except kube.ClusterUnavailable as unavailable:
+        return _unavailable(request, access, namespace, str(unavailable))
+
+
 # --- list ---------------------------------------------------------------------------------------------------------
 
 
@@ -414,23 +433,15 @@ def _selector_insight(access: Access, namespace: str, selector_rows: list[dict])
 @vary_on_headers("HX-Request")
 def service_form(request: HttpRequest, cluster: str, namespace: str, name: str | None = None) -> HttpResponse:
     access = namespace_access(request, cluster, namespace, write=True)
+    live = _fetch_service(request, access, namespace, name) if name else None
+    if isinstance(live, HttpResponse):
+        return live
+    # MetalLB's pools matter only to a LoadBalancer; other types skip the call.
+    shown_type = request.POST.get("type") or (live or {}).get("spec", {}).get("type") or m.CLUSTER_IP
     try:
-        live = api.get_service(access.cluster, namespace, name) if name else None
-        # MetalLB's pools matter only to a LoadBalancer; other types skip the call.
-        shown_type = request.POST.get("type") or (live or {}).get("spec", {}).get("type") or m.CLUSTER_IP
         ip_pools = api.list_ip_pools(access.cluster) if shown_type == m.LOAD_BALANCER else None
-    except api.ApiError as error:
-        if error.status == 404:
-            messages.error(request, _("The Service “%(name)s” no longer exists.") % {"name": name})
-            return _redirect(request, reverse("services:list", args=[cluster, namespace]))
-        raise
-    except kube.ClusterUnavailable as unavailable:
-        return render(
-            request,
-            "services/unavailable.html",
-            {"access": access, "namespace": namespace, "error": unavailable},
-            status=503,
-        )
+    except (api.ApiError, kube.ClusterUnavailable) as error:
+        return _unavailable(request, access, namespace, str(error))
     bundle_args = {
         "editing": live is not None,
         "ip_pools": ip_pools,
@@ -548,20 +559,9 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
     errors: list[str] = []
     accepted = ""
     status = 200
-    try:
-        live = api.get_service(access.cluster, namespace, name) if name else None
-    except api.ApiError as error:
-        if error.status == 404:
-            messages.error(request, _("The Service “%(name)s” no longer exists.") % {"name": name})
-            return _redirect(request, reverse("services:list", args=[cluster, namespace]))
-        raise
-    except kube.ClusterUnavailable as unavailable:
-        return render(
-            request,
-            "services/unavailable.html",
-            {"access": access, "namespace": namespace, "error": unavailable},
-            status=503,
-        )
+    live = _fetch_service(request, access, namespace, name) if name else None
+    if isinstance(live, HttpResponse):
+        return live
     text = _yaml_of(live) if live else NEW_SERVICE_YAML
     if request.method == "POST":
         text = request.POST.get("yaml", "")
@@ -630,20 +630,9 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
 @login_required
 def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str) -> HttpResponse:
     access = namespace_access(request, cluster, namespace)
-    try:
-        service = api.get_service(access.cluster, namespace, name)
-    except api.ApiError as error:
-        if error.status == 404:
-            messages.error(request, _("The Service “%(name)s” no longer exists.") % {"name": name})
-            return redirect("services:list", cluster, namespace)
-        raise
-    except kube.ClusterUnavailable as unavailable:
-        return render(
-            request,
-            "services/unavailable.html",
-            {"access": access, "namespace": namespace, "error": unavailable},
-            status=503,
-        )
+    service = _fetch_service(request, access, namespace, name)
+    if isinstance(service, HttpResponse):
+        return service
     selector = service.get("spec", {}).get("selector") or {}
     related: dict[str, Any] = {"pods": [], "pod_count": 0, "slices": [], "events": [], "node_ips": []}
     related_error = ""
