@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	$(BIN)/python manage.py localcluster up >/dev/null
-	$(BIN)/python manage.py demo
+	$(BIN)/python manage.py demo --url http://$(HOST):$(PORT)/
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: setup lint

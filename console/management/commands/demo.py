@@ -46,7 +46,10 @@ def demo_passwords() -> dict[str, str]:
 class Command(BaseCommand):
     help = "Register the local control plane as cluster 'local', create namespace 'demo' and demo users."
 
-    def handle(self, *args, **options) -> None:
+    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="where the console will be served")
+
+    def handle(self, *args, url: str, **options) -> None:
         state = running_state()
         if state is None:
             raise CommandError(_("The local control plane is not running: run `manage.py localcluster up`."))
@@ -67,7 +70,7 @@ class Command(BaseCommand):
             user.save()
             if role:
                 call_command("grant", user=username, cluster="local", namespace="demo", role=role, stdout=io.StringIO())
-        self.stdout.write(_("The console runs at http://127.0.0.1:8000/ — log in as:"))
+        self.stdout.write(_("The console runs at %(url)s — log in as:") % {"url": url})
         for username, _superuser, role in DEMO_USERS:
             what = role or _("superuser, Django admin")
             self.stdout.write(f"  {username:<8} {passwords[username]:<14} ({what})")
