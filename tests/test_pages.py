@@ -17,3 +17,51 @@ def test_pages_require_login(client: Client) -> None:
     response = client.get("/clusters/")
     assert response.status_code == 302
     assert response["Location"].startswith("/login/")
+
+
+@pytest.mark.django_db
+def test_every_page_has_a_content_security_policy_without_inline_script(client: Client) -> None:
+    policy = client.get("/login/")["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in policy
+
+
+@pytest.mark.django_db
+def test_signed_in_pages_are_not_cached(client: Client, make_user) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(make_user("reader"))
+    cache_control = client.get("/clusters/")["Cache-Control"]
+    assert "no-store" in cache_control and "private" in cache_control
+
+
+@pytest.mark.django_db
+def test_logout_ends_the_session_on_the_server(client: Client, make_user) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(make_user("leaving"))
+    stolen = client.cookies["sessionid"].value
+    assert client.post("/logout/").status_code == 302
+    replay = Client()
+    replay.cookies["sessionid"] = stolen
+    assert replay.get("/clusters/").status_code == 302  # the old cookie no longer signs anyone in
+
+
+@pytest.mark.django_db
+def test_logins_are_throttled_after_repeated_failures(client: Client, make_user, settings) -> None:  # type: ignore[no-untyped-def]
+    make_user("target")
+    for _attempt in range(settings.LOGIN_FAILURE_LIMIT):
+        response = client.post("/login/", {"username": "target", "password": "wrong"})
+        assert "Please enter a correct username and password" in response.content.decode()
+    blocked = client.post("/login/", {"username": "target", "password": "pw-target"})
+    assert blocked.status_code == 200 and "Too many failed log-ins" in blocked.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_production_refuses_to_start_without_its_secrets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSOLE_")} | {
+        "CONSOLE_ENV": "production",
+        "CONSOLE_DATA_DIR": str(tmp_path),
+    }
+    result = subprocess.run([sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "CONSOLE_SECRET_KEY must be set" in result.stderr
