@@ -56,5 +56,5 @@ def cluster_detail(request: HttpRequest, cluster: str) -> HttpResponse:
     return render(
         request,
         "console/cluster_detail.html",
-        {"access": access, "rows": rows, "error": error},
+        {"access": access, "rows": rows, "error": error, "nav": "clusters"},
     )
