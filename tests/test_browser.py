@@ -125,6 +125,12 @@ def test_editor_flow(browser: Browser, console: dict, admin_api: k8s.ApiClient, 
     page.check("#id_session_affinity")
     page.fill("#id_session_timeout", "120")
     shot(page, f"{language}-form-nodeport")
+    unlabelled = page.evaluate(
+        """[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+             .filter(e => !e.labels.length && !e.getAttribute('aria-label') && !e.closest('[hidden]'))
+             .map(e => e.name || e.id)"""
+    )
+    assert unlabelled == []  # every field has a label a screen reader can announce
 
     # Switch the type back and forth: everything typed stays.
     choose_type(page, "LoadBalancer")
