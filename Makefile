@@ -36,9 +36,10 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The benchmark against the raw API (about 6 minutes): writes docs/benchmarks.md and docs/benchmarks.json.
+# Benchmark: own control plane, temp database and gunicorn; writes docs/benchmarks.{md,json} (~6 min).
+# BENCH_ARGS: --quick (2-minute smoke run into a temp folder), --strict (exit 1 when a target is missed).
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Django's deployment checklist against production settings (throwaway secrets: only the settings are judged).
 check-deploy: $(VENV)/.installed

@@ -156,12 +156,13 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
         error, has_next, node_ips = failure.message, False, []
     except kube.ClusterUnavailable as unavailable:
         error, has_next, node_ips = str(unavailable), False, []
+    base_url = reverse("services:list", args=[cluster, namespace])
     context = {
         "access": access,
         "namespace": namespace,
         # One failed call is enough: a cluster that just failed is not asked again for its namespaces.
         "namespaces": _namespaces(access) if not request.htmx and not error else [namespace],
-        "rows": [_row(s, node_ips, reverse("services:list", args=[cluster, namespace])) for s in items],
+        "rows": [_row(s, node_ips, base_url) for s in items],
         "query": query,
         "type_filter": type_filter,
         "types": m.SERVICE_TYPES,
