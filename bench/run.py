@@ -146,47 +146,19 @@ def create_body(name: str) -> dict[str, Any]:
     }
 
 
-def _rows(prefix: str, items: list[dict[str, str]]) -> dict[str, str]:
-    data = {
-        f"{prefix}-TOTAL_FORMS": str(len(items)),
-        f"{prefix}-INITIAL_FORMS": "0",
-        f"{prefix}-MIN_NUM_FORMS": "0",
-        f"{prefix}-MAX_NUM_FORMS": "1000",
-    }
-    for index, item in enumerate(items):
-        for key, value in item.items():
-            data[f"{prefix}-{index}-{key}"] = value
-    return data
-
-
 def form_data(name: str) -> dict[str, str]:
-    """The form POST that creates the same Service as ``create_body``, as the browser sends it."""
+    """The form POST that creates the same Service as ``create_body``, as the browser sends it (built by the
+    helper the tests use)."""
+    from tests.helpers import service_form
+
     body = create_body(name)
-    data = {
-        "name": name,
-        "type": "ClusterIP",
-        "session_timeout": "30",
-        "external_traffic_policy": "Cluster",
-        "lb_type": "metallb",
-        "metallb_pool": "",
-        "lb_address": "",
-        "resource_version": "",
-        "_action": "save",
-    }
     ports = [
-        {
-            "protocol": p["protocol"],
-            "name": p["name"],
-            "port": str(p["port"]),
-            "target_port": str(p["targetPort"]),
-            "node_port": "",
-        }
+        {"protocol": p["protocol"], "name": p["name"], "port": p["port"], "target_port": p["targetPort"]}
         for p in body["spec"]["ports"]
     ]
-    data |= _rows("ports", ports)
-    data |= _rows("selector", [{"key": k, "value": v} for k, v in body["spec"]["selector"].items()])
-    data |= _rows("annotations", [{"key": k, "value": v} for k, v in body["metadata"]["annotations"].items()])
-    return data
+    return service_form(
+        name, ports=ports, selector=body["spec"]["selector"], annotations=body["metadata"]["annotations"]
+    )
 
 
 # --- measuring ------------------------------------------------------------------------------------------------------

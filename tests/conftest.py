@@ -91,6 +91,22 @@ def make_user(db: None):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def service_account_token(admin_api: client.ApiClient, namespace: str) -> str:
+    """A real bearer token: a ServiceAccount bound to cluster-admin, and a token from the TokenRequest API."""
+    core = client.CoreV1Api(admin_api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "console"}})
+    client.RbacAuthorizationV1Api(admin_api).create_cluster_role_binding(
+        {
+            "metadata": {"name": f"console-{namespace}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "console", "namespace": namespace}],
+        }
+    )
+    request = core.create_namespaced_service_account_token("console", namespace, {"spec": {"expirationSeconds": 3600}})
+    return request.status.token
+
+
+@pytest.fixture
 def metallb(admin_api: client.ApiClient) -> Iterator[list[str]]:
     """MetalLB's IPAddressPool type (a minimal CRD) with two pools; removed again afterwards, because other tests
     check what a cluster without MetalLB looks like."""

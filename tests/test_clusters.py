@@ -15,28 +15,11 @@ from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
-from kubernetes import client as k8s
 
 from console import localcluster
 from console.models import Cluster, Grant, Role
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
-
-
-@pytest.fixture
-def service_account_token(admin_api: k8s.ApiClient, namespace: str) -> str:
-    """A real bearer token: a ServiceAccount bound to cluster-admin, and a token from the TokenRequest API."""
-    core = k8s.CoreV1Api(admin_api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "console"}})
-    k8s.RbacAuthorizationV1Api(admin_api).create_cluster_role_binding(
-        {
-            "metadata": {"name": f"console-{namespace}"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "ServiceAccount", "name": "console", "namespace": namespace}],
-        }
-    )
-    request = core.create_namespaced_service_account_token("console", namespace, {"spec": {"expirationSeconds": 3600}})
-    return request.status.token
 
 
 @pytest.fixture

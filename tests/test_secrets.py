@@ -27,23 +27,14 @@ def test_a_full_flow_logs_no_credential(
     control_plane: localcluster.ControlPlane,
     admin_api: k8s.ApiClient,
     namespace: str,
+    service_account_token: str,
     settings,  # type: ignore[no-untyped-def]
 ) -> None:
     settings.DEBUG = True  # the most talkative configuration, including Django's technical error pages
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     core = k8s.CoreV1Api(admin_api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "flow"}})
-    k8s.RbacAuthorizationV1Api(admin_api).create_cluster_role_binding(
-        {
-            "metadata": {"name": f"flow-{namespace}"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "ServiceAccount", "name": "flow", "namespace": namespace}],
-        }
-    )
-    token = core.create_namespaced_service_account_token(
-        "flow", namespace, {"spec": {"expirationSeconds": 600}}
-    ).status.token
+    token = service_account_token
     kubeconfig = control_plane.kubeconfig()
     client_key = kubeconfig["users"][0]["user"]["client-key-data"]
     secrets = [token, token[-30:], client_key[-40:], "wrong-token-value-123"]
