@@ -27,7 +27,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 # Keys a kubeconfig may carry that make the client run a program, read a file, or route through a proxy.
-_FORBIDDEN_CLUSTER_KEYS = {"certificate-authority", "proxy-url", "extensions"}
+# (Extensions are inert metadata, e.g. minikube's provider info, and are simply not read.)
+_FORBIDDEN_CLUSTER_KEYS = {"certificate-authority", "proxy-url"}
 _FORBIDDEN_USER_KEYS = {
     "exec": _("runs a command"),
     "auth-provider": _("runs a plugin"),
@@ -57,6 +58,7 @@ class Credentials:
     client_cert: bytes = field(default=b"", repr=False)  # PEM
     client_key: bytes = field(default=b"", repr=False)  # PEM
     insecure_skip_tls_verify: bool = False
+    tls_server_name: str = ""  # the name to verify the server certificate against, when not the URL's host
 
     def to_dict(self) -> dict:
         return {
@@ -66,6 +68,7 @@ class Credentials:
             "client_cert": self.client_cert.decode(),
             "client_key": self.client_key.decode(),
             "insecure_skip_tls_verify": self.insecure_skip_tls_verify,
+            "tls_server_name": self.tls_server_name,
         }
 
     @classmethod
@@ -77,6 +80,7 @@ class Credentials:
             client_cert=data.get("client_cert", "").encode(),
             client_key=data.get("client_key", "").encode(),
             insecure_skip_tls_verify=bool(data.get("insecure_skip_tls_verify", False)),
+            tls_server_name=data.get("tls_server_name", ""),
         )
 
 
@@ -190,6 +194,7 @@ def parse_kubeconfig(
         else b"",
         client_key=_decode_b64(user["client-key-data"], "client-key-data") if "client-key-data" in user else b"",
         insecure_skip_tls_verify=insecure,
+        tls_server_name=str(cluster.get("tls-server-name") or ""),
     )
     if not isinstance(credentials.token, str):
         raise KubeconfigError(_("The user token must be text."))
@@ -273,6 +278,7 @@ def build_api_client(
         num_pools=2,
         maxsize=pool_size,
         ssl_context=_ssl_context(credentials),
+        **({"server_hostname": credentials.tls_server_name} if credentials.tls_server_name else {}),
         retries=False,
     )
     api_client.user_agent = "kube-service-console"

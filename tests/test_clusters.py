@@ -317,3 +317,19 @@ def test_pooled_clients_are_reused_and_rebuilt_when_credentials_change(cluster: 
     cluster.set_credentials(admin_credentials)
     cluster.save()
     assert kube.api_client_for(cluster) is not first
+
+
+def test_tls_server_name_is_used_and_extensions_are_ignored(control_plane: localcluster.ControlPlane) -> None:
+    from console import kube
+
+    document = control_plane.kubeconfig()
+    document["clusters"][0]["cluster"]["extensions"] = [{"name": "cluster_info", "extension": {"provider": "x"}}]
+    for name, works in (("kubernetes.default", True), ("wrong.example.com", False)):
+        document["clusters"][0]["cluster"]["tls-server-name"] = name
+        credentials = kube.parse_kubeconfig(yaml.safe_dump(document), max_bytes=1 << 20)
+        assert credentials.tls_server_name == name
+        if works:
+            assert kube.check_connection(credentials) == localcluster.KUBERNETES_VERSION
+        else:
+            with pytest.raises(kube.ClusterUnavailable, match="TLS certificate could not be verified"):
+                kube.check_connection(credentials)
