@@ -144,7 +144,7 @@ _ranges: dict[tuple[int, int], tuple[float, tuple[int, int] | None]] = {}
 RANGE_TTL_SECONDS = 600
 
 
-def node_port_range(cluster: Cluster) -> tuple[int, int] | None:
+def node_port_range(cluster: Cluster, namespace: str) -> tuple[int, int] | None:
     """The cluster's nodePort range, as its API server states it (None if it will not say).
 
     A dry run does not check node ports (kube-apiserver v1.37 accepts any and invents one), so the range is asked
@@ -163,7 +163,7 @@ def node_port_range(cluster: Cluster) -> tuple[int, int] | None:
     }
     found: tuple[int, int] | None = None
     try:
-        create_service(cluster, "default", probe)
+        create_service(cluster, namespace, probe)
     except ApiError as error:
         match = _RANGE.search(" ".join(c.get("message", "") for c in error.causes) or error.message)
         found = (int(match.group(1)), int(match.group(2))) if match else None
@@ -171,10 +171,10 @@ def node_port_range(cluster: Cluster) -> tuple[int, int] | None:
     return found
 
 
-def free_node_port(cluster: Cluster) -> int | None:
+def free_node_port(cluster: Cluster, namespace: str) -> int | None:
     """A nodePort inside the cluster's range that no Service holds now (picked at random, so two people filling
     one in at the same moment rarely collide; the API server still has the last word on save)."""
-    span = node_port_range(cluster)
+    span = node_port_range(cluster, namespace)
     if span is None:
         return None
     used = node_ports_in_use(cluster)

@@ -198,7 +198,7 @@ def _bundle_after_action(
             rows[prefix].pop(int(index))
     if verb == "free_node_port" and index.isdigit() and int(index) < len(rows[PORTS]):
         try:
-            port = api.free_node_port(access.cluster)
+            port = api.free_node_port(access.cluster, namespace)
         except (api.ApiError, kube.ClusterUnavailable) as error:
             extra["node_port_error"] = str(error)
         else:
@@ -335,7 +335,7 @@ def _live_validation(
         for form in formset.forms:
             field_errors += [(form[f].html_name, _messages(form.errors.as_data(), f)) for f in form.fields]
     rows = rows_from_post(request.POST)
-    taken = _taken_node_ports(access, rows[PORTS], live)
+    taken = _taken_node_ports(access, namespace, rows[PORTS], live)
     field_errors = [(html, messages + taken.get(html, [])) for html, messages in field_errors]
     context = {
         "field_errors": field_errors,
@@ -360,19 +360,19 @@ def _selector_rows(bundle: ServiceFormBundle) -> list[dict]:
     return [form.initial or {} for form in bundle.selector.forms]
 
 
-def _taken_node_ports(access: Access, port_rows: list[dict], live: dict | None) -> dict[str, list[str]]:
+def _taken_node_ports(access: Access, namespace: str, port_rows: list[dict], live: dict | None) -> dict[str, list[str]]:
     """Errors for node ports outside the cluster's range or held by another Service (named): checks a dry run
     cannot make, since the API server skips node-port allocation when nothing is stored."""
     wanted = {i: int(row["node_port"]) for i, row in enumerate(port_rows) if str(row.get("node_port", "")).isdigit()}
-    problems = node_port_problems(access, list(wanted.values()), live)
+    problems = node_port_problems(access, namespace, list(wanted.values()), live)
     return {f"{PORTS}-{i}-node_port": [problems[port]] for i, port in wanted.items() if port in problems}
 
 
-def node_port_problems(access: Access, ports: list[int], live: dict | None) -> dict[int, str]:
+def node_port_problems(access: Access, namespace: str, ports: list[int], live: dict | None) -> dict[int, str]:
     if not ports:
         return {}
     try:
-        span, used = api.node_port_range(access.cluster), api.node_ports_in_use(access.cluster)
+        span, used = api.node_port_range(access.cluster, namespace), api.node_ports_in_use(access.cluster)
     except (api.ApiError, kube.ClusterUnavailable):
         return {}
     own = f"{live['metadata']['namespace']}/{live['metadata']['name']}" if live else None
@@ -597,7 +597,9 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
             else:
                 node_ports = [p.get("nodePort") for p in (document.get("spec") or {}).get("ports") or []]
                 problems = (
-                    node_port_problems(access, [p for p in node_ports if isinstance(p, int)], live) if dry_run else {}
+                    node_port_problems(access, namespace, [p for p in node_ports if isinstance(p, int)], live)
+                    if dry_run
+                    else {}
                 )
                 if problems:
                     errors, status = (
