@@ -36,6 +36,24 @@
     }
   });
 
+  /* Dialogs open with <button commandfor=… command="show-modal"> (Invoker Commands), which needs no script. For
+     browsers that predate it, do the same two commands here. */
+  if (!("commandForElement" in HTMLButtonElement.prototype)) {
+    doc.addEventListener("click", function (event) {
+      var button = event.target instanceof Element ? event.target.closest("button[commandfor]") : null;
+      var dialog = button && doc.getElementById(button.getAttribute("commandfor"));
+      if (!dialog || typeof dialog.showModal !== "function") {
+        return;
+      }
+      var command = button.getAttribute("command");
+      if (command === "show-modal" && !dialog.open) {
+        dialog.showModal();
+      } else if (command === "close" && dialog.open) {
+        dialog.close();
+      }
+    });
+  }
+
   /* 3: close an open details.menu on a click outside it, on Escape, when focus leaves it, or once an item is used. */
   function closeMenu(menu, returnFocus) {
     menu.removeAttribute("open");
