@@ -240,10 +240,9 @@ def _submit(
 ) -> tuple[dict | None, bool]:
     """Create or replace the Service (or, with ``dry_run``, ask the API server whether it would); on refusal put
     the API server's reasons on the form. Returns (the resulting Service or None, whether it was a conflict)."""
-    spec = bundle.spec(namespace)
-    name = live["metadata"]["name"] if live else spec.name
-    action = "update" if live else "create"
     body = _body(bundle, namespace, live)
+    name = body["metadata"]["name"]
+    action = "update" if live else "create"
     try:
         if live:
             stored = api.replace_service(access.cluster, namespace, name, body, dry_run=dry_run)
@@ -276,7 +275,15 @@ def _submit(
         return None, False
     if dry_run:
         return stored, False
-    _record(request, access, namespace, action, name, "success", f"type={spec.type} ports={len(spec.ports)}")
+    _record(
+        request,
+        access,
+        namespace,
+        action,
+        name,
+        "success",
+        f"type={body['spec']['type']} ports={len(body['spec']['ports'])}",
+    )
     return stored, False
 
 
