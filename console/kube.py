@@ -319,15 +319,20 @@ def api_client_for(cluster) -> client.ApiClient:  # type: ignore[no-untyped-def]
     """The pooled client of a ``console.models.Cluster``."""
     from django.conf import settings
 
-    return clients.get(
-        cluster.pk,
-        cluster.credentials_version,
-        lambda: build_api_client(
-            cluster.credentials(),
-            connect_timeout=settings.KUBE_CONNECT_TIMEOUT,
-            read_timeout=settings.KUBE_READ_TIMEOUT,
-        ),
-    )
+    from console.crypto import CredentialsUnreadable
+
+    def build() -> client.ApiClient:
+        try:
+            credentials = cluster.credentials()
+        except CredentialsUnreadable:
+            raise ClusterUnavailable(
+                _("The console cannot decrypt this cluster's credentials (the encryption key changed).")
+            ) from None
+        return build_api_client(
+            credentials, connect_timeout=settings.KUBE_CONNECT_TIMEOUT, read_timeout=settings.KUBE_READ_TIMEOUT
+        )
+
+    return clients.get(cluster.pk, cluster.credentials_version, build)
 
 
 # --- errors ---------------------------------------------------------------------------------------------------

@@ -333,3 +333,12 @@ def test_tls_server_name_is_used_and_extensions_are_ignored(control_plane: local
         else:
             with pytest.raises(kube.ClusterUnavailable, match="TLS certificate could not be verified"):
                 kube.check_connection(credentials)
+
+
+def test_credentials_under_a_lost_key_give_a_clear_page(
+    settings, client: Client, make_user, cluster: Cluster, namespace: str
+) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(make_user("after-rotation", role=Role.NS_VIEW, cluster=cluster, namespace=namespace))
+    settings.CREDENTIAL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    html = client.get(f"/clusters/local/namespaces/{namespace}/services/").content.decode()
+    assert "cannot decrypt this cluster" in html
