@@ -15,6 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from console.kube import load_yaml_document
 from services import manifest as m
 
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -584,3 +585,36 @@ def apply_api_errors(bundle: ServiceFormBundle, causes: list[dict[str, str]], me
             placed = True
     if not placed:
         bundle.form.add_error(None, message)
+
+
+# --- YAML ------------------------------------------------------------------------------------------------------
+
+YAML_MAX_BYTES = 512 * 1024
+
+
+def service_from_yaml(text: str, namespace: str, name: str | None) -> dict:
+    """The one Service a YAML text may hold; raises ValueError with a message for the user."""
+    document = load_yaml_document(text, YAML_MAX_BYTES)
+    if not isinstance(document, dict):
+        raise ValueError(_("The YAML must be a mapping describing one Service."))
+    if document.get("apiVersion") != "v1" or document.get("kind") != "Service":
+        raise ValueError(_("Only a Service (apiVersion: v1, kind: Service) can be created or edited here."))
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        raise ValueError(_("Give the Service a name under metadata.name."))
+    if len(metadata["name"]) > 63 or not DNS1035_LABEL.match(metadata["name"]):
+        # The API server would judge this too, but it reports an IP allocation failure first.
+        raise ValueError(
+            _("metadata.name must be at most 63 lowercase letters, digits and '-', starting with a letter.")
+        )
+    if not isinstance(document.get("spec", {}), dict):
+        raise ValueError(_("spec must be a mapping."))
+    given = metadata.get("namespace")
+    if given not in (None, "", namespace):
+        raise ValueError(
+            _("This Service belongs in namespace “%(namespace)s”; the YAML names another.") % {"namespace": namespace}
+        )
+    metadata["namespace"] = namespace
+    if name is not None and metadata["name"] != name:
+        raise ValueError(_("A Service cannot be renamed; create a new one instead."))
+    return document

@@ -8,8 +8,11 @@ ipFamilies and everything else survive an edit; ``spec_from_service`` reads a li
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
+
+import yaml
 
 CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_NAME = "ClusterIP", "NodePort", "LoadBalancer", "ExternalName"
 SERVICE_TYPES = (CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_NAME)
@@ -256,3 +259,20 @@ def load_balancer_pending(service: dict[str, Any]) -> bool:
     return service.get("spec", {}).get("type") == LOAD_BALANCER and not (
         (service.get("status", {}).get("loadBalancer") or {}).get("ingress")
     )
+
+
+def yaml_of(service: dict[str, Any]) -> str:
+    """The Service as YAML for people: apiVersion, kind, metadata without managedFields, spec."""
+    metadata = {k: v for k, v in service.get("metadata", {}).items() if k != "managedFields"}
+    document = {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": service.get("spec", {})}
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def yaml_diff(before: dict[str, Any] | None, after: dict[str, Any]) -> list[tuple[str, str]]:
+    """A unified YAML diff as (kind, line) pairs, kind being "add", "del", "hunk" or ""."""
+    old = yaml_of(before).splitlines() if before else []
+    lines = []
+    for line in list(difflib.unified_diff(old, yaml_of(after).splitlines(), lineterm="", n=3))[2:]:
+        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "")
+        lines.append((kind, line))
+    return lines

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
-import yaml
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,21 +15,20 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from console import audit, kube
 from console.access import Access, cluster_for_user, namespace_access
-from services import api
+from services import api, checks
 from services import manifest as m
 from services.forms import (
     ANNOTATIONS,
-    DNS1035_LABEL,
     PORTS,
     SELECTOR,
     ServiceFormBundle,
     apply_api_errors,
     initial_from_post,
     rows_from_post,
+    service_from_yaml,
 )
 
 PAGE_SIZE = 20
-YAML_MAX_BYTES = 512 * 1024
 
 
 def _redirect(request: HttpRequest, url: str) -> HttpResponse:
@@ -287,16 +284,6 @@ def _submit(
     return stored, False
 
 
-def _diff(before: dict | None, after: dict) -> list[tuple[str, str]]:
-    """A unified YAML diff as (kind, line) pairs, kind being "add", "del", "hunk" or ""."""
-    old = _yaml_of(before).splitlines() if before else []
-    lines = []
-    for line in list(difflib.unified_diff(old, _yaml_of(after).splitlines(), lineterm="", n=3))[2:]:
-        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "")
-        lines.append((kind, line))
-    return lines
-
-
 def _conflict_diff(access: Access, namespace: str, bundle: ServiceFormBundle, live: dict | None) -> tuple[list, str]:
     """After a conflict: how the user's version differs from the Service as it is now."""
     try:
@@ -306,7 +293,7 @@ def _conflict_diff(access: Access, namespace: str, bundle: ServiceFormBundle, li
     if current is None:
         return [], ""
     mine = _body(bundle, namespace, current)
-    return _diff(current, mine), _("Your version compared with the current one")
+    return m.yaml_diff(current, mine), _("Your version compared with the current one")
 
 
 _QUIET_CODES = {"required", "no_ports", "no_selector"}
@@ -356,7 +343,7 @@ def _live_validation(
         ],
         "non_field_errors": bundle.form.non_field_errors(),
         "verdict": "refused" if verdict == "accepted" and taken else verdict,
-        "insight": _selector_insight(access, namespace, rows[SELECTOR]),
+        "insight": checks.selector_insight(access.cluster, namespace, rows[SELECTOR]),
     }
     return render(request, "services/form.html#validation", context)
 
@@ -371,69 +358,8 @@ def _taken_node_ports(access: Access, namespace: str, port_rows: list[dict], liv
     """Errors for node ports outside the cluster's range or held by another Service (named): checks a dry run
     cannot make, since the API server skips node-port allocation when nothing is stored."""
     wanted = {i: int(row["node_port"]) for i, row in enumerate(port_rows) if str(row.get("node_port", "")).isdigit()}
-    problems = node_port_problems(access, namespace, list(wanted.values()), live)
+    problems = checks.node_port_problems(access.cluster, namespace, list(wanted.values()), live)
     return {f"{PORTS}-{i}-node_port": [problems[port]] for i, port in wanted.items() if port in problems}
-
-
-def node_port_problems(access: Access, namespace: str, ports: list[int], live: dict | None) -> dict[int, str]:
-    if not ports:
-        return {}
-    try:
-        span, used = api.node_port_range(access.cluster, namespace), api.node_ports_in_use(access.cluster)
-    except (api.ApiError, kube.ClusterUnavailable):
-        return {}
-    own = f"{live['metadata']['namespace']}/{live['metadata']['name']}" if live else None
-    problems: dict[int, str] = {}
-    for port in ports:
-        if span and not span[0] <= port <= span[1]:
-            problems[port] = _("%(port)d is outside the cluster's node port range %(low)d-%(high)d.") % {
-                "port": port,
-                "low": span[0],
-                "high": span[1],
-            }
-        elif port in used and used[port] != own:
-            problems[port] = _("%(port)d is used by %(service)s.") % {"port": port, "service": used[port]}
-    return problems
-
-
-def _selector_insight(access: Access, namespace: str, selector_rows: list[dict]) -> dict | None:
-    """What the selector matches: the number of pods, up to five names, their named ports, and ports declared by two
-    containers of one pod (which the seed warns breaks the workload)."""
-    selector = {row["key"].strip(): row["value"].strip() for row in selector_rows if row.get("key", "").strip()}
-    if not selector:
-        return None
-    try:
-        pods, count = api.list_pods(access.cluster, namespace, selector)
-    except api.ApiError:
-        return None  # a selector the API cannot parse: the field errors say why
-    except kube.ClusterUnavailable as error:
-        return {"error": str(error)}
-    named_ports: set[str] = set()
-    clashes: list[str] = []
-    for pod in pods:
-        seen: dict[tuple[int, str], str] = {}
-        for container in (pod.get("spec") or {}).get("containers") or []:
-            for port in container.get("ports") or []:
-                if port.get("name"):
-                    named_ports.add(port["name"])
-                key = (port.get("containerPort"), port.get("protocol", "TCP"))
-                if key in seen and seen[key] != container["name"]:
-                    clashes.append(
-                        _("Containers %(first)s and %(second)s of pod %(pod)s both declare port %(port)s.")
-                        % {
-                            "first": seen[key],
-                            "second": container["name"],
-                            "pod": pod["metadata"]["name"],
-                            "port": key[0],
-                        }
-                    )
-                seen.setdefault(key, container["name"])
-    return {
-        "count": count,
-        "names": [pod["metadata"]["name"] for pod in pods[:5]],
-        "named_ports": sorted(named_ports),
-        "clashes": clashes[:5],
-    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -472,7 +398,11 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
             if bundle.is_valid() and action == "review":
                 result, _conflict = _submit(request, bundle, access, namespace, live, dry_run=True)
                 if result is not None:
-                    extra["diff"], extra["diff_title"], status = _diff(live, result), _("Changes to be saved"), 200
+                    extra["diff"], extra["diff_title"], status = (
+                        m.yaml_diff(live, result),
+                        _("Changes to be saved"),
+                        200,
+                    )
             elif bundle.is_valid():
                 stored, conflict = _submit(request, bundle, access, namespace, live)
                 if stored is not None:
@@ -499,7 +429,7 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
         "lb_type": bundle.form["lb_type"].value() or m.METALLB,
         "conflict": conflict,
         "nav": "services",
-        "insight": _selector_insight(access, namespace, _selector_rows(bundle)),
+        "insight": checks.selector_insight(access.cluster, namespace, _selector_rows(bundle)),
         **extra,
     }
     template = "services/form.html#form" if request.htmx else "services/form.html"
@@ -507,12 +437,6 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
 
 
 # --- YAML -----------------------------------------------------------------------------------------------------
-
-
-def _yaml_of(service: dict) -> str:
-    metadata = {k: v for k, v in service.get("metadata", {}).items() if k != "managedFields"}
-    document = {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": service.get("spec", {})}
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
 NEW_SERVICE_YAML = """apiVersion: v1
@@ -531,34 +455,6 @@ spec:
 """
 
 
-def _document_from_yaml(text: str, namespace: str, name: str | None) -> dict:
-    """The one Service a YAML text may hold; raises ValueError with a message for the user."""
-    document = kube.load_yaml_document(text, YAML_MAX_BYTES)
-    if not isinstance(document, dict):
-        raise ValueError(_("The YAML must be a mapping describing one Service."))
-    if document.get("apiVersion") != "v1" or document.get("kind") != "Service":
-        raise ValueError(_("Only a Service (apiVersion: v1, kind: Service) can be created or edited here."))
-    metadata = document.get("metadata")
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
-        raise ValueError(_("Give the Service a name under metadata.name."))
-    if len(metadata["name"]) > 63 or not DNS1035_LABEL.match(metadata["name"]):
-        # The API server would judge this too, but it reports an IP allocation failure first.
-        raise ValueError(
-            _("metadata.name must be at most 63 lowercase letters, digits and '-', starting with a letter.")
-        )
-    if not isinstance(document.get("spec", {}), dict):
-        raise ValueError(_("spec must be a mapping."))
-    given = metadata.get("namespace")
-    if given not in (None, "", namespace):
-        raise ValueError(
-            _("This Service belongs in namespace “%(namespace)s”; the YAML names another.") % {"namespace": namespace}
-        )
-    metadata["namespace"] = namespace
-    if name is not None and metadata["name"] != name:
-        raise ValueError(_("A Service cannot be renamed; create a new one instead."))
-    return document
-
-
 @require_http_methods(["GET", "POST"])
 @login_required
 @vary_on_headers("HX-Request")
@@ -570,14 +466,14 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
     live = _fetch_service(request, access, namespace, name) if name else None
     if isinstance(live, HttpResponse):
         return live
-    text = _yaml_of(live) if live else NEW_SERVICE_YAML
+    text = m.yaml_of(live) if live else NEW_SERVICE_YAML
     if request.method == "POST":
         text = request.POST.get("yaml", "")
         action = "update" if live else "create"
         # "validate" asks the API server for its verdict with a dry run; nothing is stored or audited.
         dry_run = request.POST.get("_action") == "validate"
         try:
-            document = _document_from_yaml(text, namespace, name)
+            document = service_from_yaml(text, namespace, name)
         except (ValueError, kube.KubeconfigError) as error:
             errors, status = [str(error)], 422
             if not dry_run:
@@ -604,7 +500,9 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
             else:
                 node_ports = [p.get("nodePort") for p in (document.get("spec") or {}).get("ports") or []]
                 problems = (
-                    node_port_problems(access, namespace, [p for p in node_ports if isinstance(p, int)], live)
+                    checks.node_port_problems(
+                        access.cluster, namespace, [p for p in node_ports if isinstance(p, int)], live
+                    )
                     if dry_run
                     else {}
                 )
@@ -661,7 +559,7 @@ def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str
         "spec": m.spec_from_service(service),
         "addresses": m.access_addresses(service, related["node_ips"]),
         "pending": m.load_balancer_pending(service),
-        "yaml": _yaml_of(service),
+        "yaml": m.yaml_of(service),
         "can_edit": access.can_edit(namespace),
         "related_error": related_error,
         "nav": "services",

@@ -1,0 +1,72 @@
+"""Checks the form runs against the live cluster as the user types: node ports and what the selector matches."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+
+from console import kube
+from console.models import Cluster
+from services import api
+
+
+def node_port_problems(cluster: Cluster, namespace: str, ports: list[int], live: dict | None) -> dict[int, str]:
+    """Messages for node ports outside the cluster's range or held by another Service (named): checks a dry run
+    cannot make, since the API server skips node-port allocation when nothing is stored."""
+    if not ports:
+        return {}
+    try:
+        span, used = api.node_port_range(cluster, namespace), api.node_ports_in_use(cluster)
+    except (api.ApiError, kube.ClusterUnavailable):
+        return {}
+    own = f"{live['metadata']['namespace']}/{live['metadata']['name']}" if live else None
+    problems: dict[int, str] = {}
+    for port in ports:
+        if span and not span[0] <= port <= span[1]:
+            problems[port] = _("%(port)d is outside the cluster's node port range %(low)d-%(high)d.") % {
+                "port": port,
+                "low": span[0],
+                "high": span[1],
+            }
+        elif port in used and used[port] != own:
+            problems[port] = _("%(port)d is used by %(service)s.") % {"port": port, "service": used[port]}
+    return problems
+
+
+def selector_insight(cluster: Cluster, namespace: str, selector_rows: list[dict]) -> dict | None:
+    """What the selector matches: the number of pods, up to five names, their named ports, and ports declared by two
+    containers of one pod (which the seed warns breaks the workload)."""
+    selector = {row["key"].strip(): row["value"].strip() for row in selector_rows if row.get("key", "").strip()}
+    if not selector:
+        return None
+    try:
+        pods, count = api.list_pods(cluster, namespace, selector)
+    except api.ApiError:
+        return None  # a selector the API cannot parse: the field errors say why
+    except kube.ClusterUnavailable as error:
+        return {"error": str(error)}
+    named_ports: set[str] = set()
+    clashes: list[str] = []
+    for pod in pods:
+        seen: dict[tuple[int, str], str] = {}
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            for port in container.get("ports") or []:
+                if port.get("name"):
+                    named_ports.add(port["name"])
+                key = (port.get("containerPort"), port.get("protocol", "TCP"))
+                if key in seen and seen[key] != container["name"]:
+                    clashes.append(
+                        _("Containers %(first)s and %(second)s of pod %(pod)s both declare port %(port)s.")
+                        % {
+                            "first": seen[key],
+                            "second": container["name"],
+                            "pod": pod["metadata"]["name"],
+                            "port": key[0],
+                        }
+                    )
+                seen.setdefault(key, container["name"])
+    return {
+        "count": count,
+        "names": [pod["metadata"]["name"] for pod in pods[:5]],
+        "named_ports": sorted(named_ports),
+        "clashes": clashes[:5],
+    }
