@@ -65,3 +65,12 @@ def test_production_refuses_to_start_without_its_secrets(tmp_path) -> None:  # t
     }
     result = subprocess.run([sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "CONSOLE_SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.django_db
+def test_an_htmx_request_without_a_session_goes_to_the_login_page_as_a_whole_page(client: Client) -> None:
+    response = client.post(
+        "/clusters/local/namespaces/demo/services/create/", {"_action": "validate"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith("/login/?next=")
