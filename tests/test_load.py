@@ -79,8 +79,11 @@ def production_server(
     manage("shell", "-c", SETUP.format(editors=EDITORS, prefix=prefix))
     log = (tmp_path / "gunicorn.log").open("wb")  # noqa: SIM115 - closed with the server below
     server = subprocess.Popen(
+        # --keep-alive 0: each response closes its connection, as behind nginx (whose upstream connections are not
+        # kept alive by default). Kept alive, gthread workers reset connections whose next request waits in their
+        # queue past the keep-alive timeout: a client-side race under overload, not the console's behaviour.
         [python, "-m", "gunicorn", "console.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(os.cpu_count() or 2),
-         "--threads", "8", "--log-level", "warning"],
+         "--threads", "8", "--keep-alive", "0", "--log-level", "warning"],
         cwd=base, env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -139,6 +142,12 @@ class Editor:
             self.errors.append(f"login: {response.status} {problem}")
 
     def work(self, until: float) -> None:
+        try:
+            self._work(until)
+        except Exception as error:  # noqa: BLE001 - any failure of a request is an error of the run
+            self.errors.append(f"{type(error).__name__}: {error}")
+
+    def _work(self, until: float) -> None:
         services = f"/clusters/local/namespaces/{self.namespace}/services/"
         index = 0
         while time.monotonic() < until and not self.errors:
