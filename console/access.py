@@ -1,12 +1,13 @@
 """Who may do what: the one permission API every view uses.
 
-A user's grants on a cluster are read with one query per request (``access_for``); every decision after that is
+A user's grants on a cluster are read with one query per request (``cluster_for_user``); every decision after that is
 made in memory. Views call ``cluster_for_user`` / ``namespace_access`` before anything touches the cluster, so a
 denied request never reaches the API server.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -63,9 +64,13 @@ def access_for(user: AbstractBaseUser | AnonymousUser, cluster: Cluster) -> Acce
         return Access(cluster)
     if user.is_superuser:
         return Access(cluster, superuser=True)
+    return _access_from(cluster, _grants(user).filter(cluster=cluster).values_list("namespace", "role"))
+
+
+def _access_from(cluster: Cluster, grants: Iterable[tuple[str, str]]) -> Access:
     cluster_roles: set[Role] = set()
     namespace_roles: dict[str, set[Role]] = {}
-    for namespace, role in _grants(user).filter(cluster=cluster).values_list("namespace", "role"):
+    for namespace, role in grants:
         if namespace:
             namespace_roles.setdefault(namespace, set()).add(Role(role))
         else:
@@ -94,14 +99,22 @@ def can_edit(user: AbstractBaseUser | AnonymousUser, cluster: Cluster, namespace
 
 
 def cluster_for_user(request: HttpRequest, cluster_name: str) -> Access:
-    """The user's access to a cluster they hold some grant on; 404 otherwise, so names do not leak."""
-    cluster = Cluster.objects.filter(name=cluster_name).first()
-    if cluster is None:
+    """The user's access to a cluster they hold some grant on; 404 otherwise, so names do not leak.
+
+    One query: a superuser's reads the cluster; anybody else's reads their grants on it with the cluster joined
+    (no grant, no page)."""
+    user = request.user
+    if not user.is_authenticated or not user.is_active:
         raise Http404
-    access = access_for(request.user, cluster)
-    if not access.any:
+    if user.is_superuser:
+        cluster = Cluster.objects.filter(name=cluster_name).first()
+        if cluster is None:
+            raise Http404
+        return Access(cluster, superuser=True)
+    grants = list(_grants(user).filter(cluster__name=cluster_name).select_related("cluster"))
+    if not grants:
         raise Http404
-    return access
+    return _access_from(grants[0].cluster, ((grant.namespace, grant.role) for grant in grants))
 
 
 def namespace_access(request: HttpRequest, cluster_name: str, namespace: str, *, write: bool = False) -> Access:

@@ -105,6 +105,7 @@ def _row(service: dict, node_ips: list[str], base_url: str) -> dict[str, Any]:
         "edit_url": f"{url}edit/",
         "edit_yaml_url": f"{url}edit-yaml/",
         "delete_url": f"{url}delete/",
+        "actions_label": _("Actions for %(name)s") % {"name": service["metadata"]["name"]},
         "uid": service["metadata"].get("uid", ""),
         "type": spec.get("type", m.CLUSTER_IP),
         "access": m.access_addresses(service, node_ips),
@@ -561,6 +562,8 @@ def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str
         "pending": m.load_balancer_pending(service),
         "yaml": m.yaml_of(service),
         "can_edit": access.can_edit(namespace),
+        # The list's Delete link without scripts: the page opens with its delete confirmation shown.
+        "confirm_delete": "delete" in request.GET,
         "related_error": related_error,
         "nav": "services",
         **related,

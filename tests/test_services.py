@@ -519,6 +519,28 @@ def test_delete_removes_the_service(web: Client, admin_api: k8s.ApiClient, names
     assert "deleted" in again.content.decode()  # an already deleted Service counts as done
 
 
+def test_the_list_has_one_delete_dialog_and_each_rows_link_works_without_scripts(
+    web: Client, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    core = k8s.CoreV1Api(admin_api)
+    uids = {
+        name: core.create_namespaced_service(
+            namespace, {"metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}}
+        ).metadata.uid
+        for name in ("first", "second")
+    }
+    listing = web.get(url(namespace)).content.decode()
+    assert listing.count("<dialog") == 1 and 'id="delete-dialog"' in listing
+    for name, uid in uids.items():
+        assert f'href="{url(namespace, name + "/")}?delete"' in listing
+        assert f'data-delete-url="{url(namespace, name + "/delete/")}" data-uid="{uid}"' in listing
+    # The link's target without scripts: the Service's page with its confirmation open, for that uid.
+    page = web.get(url(namespace, "second/"), {"delete": ""}).content.decode()
+    assert '<dialog id="delete-dialog" class="dialog" aria-labelledby="delete-title" open>' in page
+    assert f'name="uid" value="{uids["second"]}"' in page
+    assert " open>" not in web.get(url(namespace, "second/")).content.decode().split("delete-dialog")[1][:80]
+
+
 def test_delete_does_not_remove_a_service_recreated_under_the_same_name(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:

@@ -54,6 +54,28 @@
     });
   }
 
+  /* The Services list has one delete dialog for all its rows: a row's Delete link (which without this script opens
+     the Service's page with the confirmation shown) fills it with the row's name, uid and delete URL instead. */
+  doc.addEventListener("click", function (event) {
+    var link = event.target instanceof Element ? event.target.closest("a[data-delete-url]") : null;
+    var dialog = link && doc.getElementById("delete-dialog");
+    var form = dialog && dialog.querySelector("form");
+    var url = link && link.getAttribute("data-delete-url");
+    if (!form || typeof dialog.showModal !== "function" || !url || !sameOrigin(url)) {
+      return;
+    }
+    event.preventDefault();
+    form.setAttribute("action", url);
+    form.elements.uid.value = link.getAttribute("data-uid") || "";
+    var name = dialog.querySelector("[data-delete-name]");
+    if (name) {
+      name.textContent = link.getAttribute("data-name") || "";
+    }
+    if (!dialog.open) {
+      dialog.showModal();
+    }
+  });
+
   /* 3: close an open details.menu on a click outside it, on Escape, when focus leaves it, or once an item is used. */
   function closeMenu(menu, returnFocus) {
     menu.removeAttribute("open");
