@@ -335,6 +335,27 @@ def api_client_for(cluster) -> client.ApiClient:  # type: ignore[no-untyped-def]
     return clients.get(cluster.pk, cluster.credentials_version, build)
 
 
+def watch_client_for(cluster) -> client.ApiClient:  # type: ignore[no-untyped-def]
+    """A client of its own for one long-lived watch (``console.informer``), so watches never hold the pooled
+    client's connections."""
+    from django.conf import settings
+
+    from console.crypto import CredentialsUnreadable
+
+    try:
+        credentials = cluster.credentials()
+    except CredentialsUnreadable:
+        raise ClusterUnavailable(
+            _("The console cannot decrypt this cluster's credentials (the encryption key changed).")
+        ) from None
+    return build_api_client(
+        credentials,
+        connect_timeout=settings.KUBE_CONNECT_TIMEOUT,
+        read_timeout=settings.KUBE_READ_TIMEOUT,
+        pool_size=1,
+    )
+
+
 # --- errors ---------------------------------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django import forms
@@ -57,6 +58,37 @@ def _record(
         name=name,
         detail=detail,
     )
+
+
+# A user's own writes, so their next list of the namespace shows them even when it is answered from the informer
+# (``console.informer``): per cluster and namespace, the highest resourceVersion written and the uids deleted.
+WRITES_KEY = "service_writes"
+WRITES_KEPT_SECONDS = 120
+WRITE_WAIT_SECONDS = 2.0
+
+
+def _remember_write(
+    request: HttpRequest, access: Access, namespace: str, *, resource_version: str = "", deleted_uid: str = ""
+) -> None:
+    now = time.time()
+    writes = {
+        key: entry for key, entry in request.session.get(WRITES_KEY, {}).items() if now - entry[2] < WRITES_KEPT_SECONDS
+    }
+    key = f"{access.cluster.pk}/{namespace}"
+    version, deleted, _at = writes.get(key, (0, [], now))
+    if resource_version.isdigit():
+        version = max(version, int(resource_version))
+    if deleted_uid:
+        deleted = [*deleted[-19:], deleted_uid]
+    writes[key] = (version, deleted, now)
+    request.session[WRITES_KEY] = writes
+
+
+def _own_writes(request: HttpRequest, access: Access, namespace: str) -> tuple[int, tuple[str, ...]] | None:
+    entry = request.session.get(WRITES_KEY, {}).get(f"{access.cluster.pk}/{namespace}")
+    if entry is None or time.time() - entry[2] >= WRITES_KEPT_SECONDS:
+        return None
+    return entry[0], tuple(entry[1])
 
 
 def _unavailable(request: HttpRequest, access: Access, namespace: str, message: str) -> HttpResponse:
@@ -120,32 +152,50 @@ def _row(service: dict, node_ips: list[str], base_url: str) -> dict[str, Any]:
     }
 
 
+def _services_page(
+    request: HttpRequest, access: Access, namespace: str, query: str, type_filter: str, page: int, continue_token: str
+) -> tuple[list[dict], bool, str]:
+    """One page of the list: (Services, whether more follow, the continue token for the next page or '').
+
+    From the namespace's informer when it can answer (this user's own writes included), filtered and paged in
+    memory; otherwise from the API server: one page with ``limit``/``continue``, or, for a filter (the API cannot
+    filter by substring or type) or a page number, the whole namespace paged in memory."""
+    cached = None
+    if not continue_token:
+        written = _own_writes(request, access, namespace)
+        at_least, deleted = written or (0, ())
+        wait = WRITE_WAIT_SECONDS if written else 0.0
+        cached = api.cached_services(access.cluster, namespace, at_least=at_least, without=deleted, wait=wait)
+    if cached is None and not (query or type_filter or page > 1):
+        items, next_token = api.list_services(
+            access.cluster, namespace, limit=PAGE_SIZE, continue_token=continue_token or None
+        )
+        return items, bool(next_token), next_token
+    everything = cached if cached is not None else api.list_services(access.cluster, namespace)[0]
+    if query or type_filter:
+        everything = [
+            s
+            for s in everything
+            if query.lower() in s["metadata"]["name"]
+            and (not type_filter or s.get("spec", {}).get("type") == type_filter)
+        ]
+    return everything[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], len(everything) > page * PAGE_SIZE, ""
+
+
 @require_GET
 @login_required
 @vary_on_headers("HX-Request")
 def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResponse:
     access = namespace_access(request, cluster, namespace)
     query, type_filter = request.GET.get("q", "").strip(), request.GET.get("type", "")
+    type_filter = type_filter if type_filter in m.SERVICE_TYPES else ""
     continue_token = request.GET.get("continue", "")
     error, next_token, items = "", "", []
     page = max(int(request.GET.get("page", "1")) if request.GET.get("page", "1").isdigit() else 1, 1)
     try:
-        if query or type_filter in m.SERVICE_TYPES:
-            # The API cannot filter by substring or type: read the namespace, filter, and page in memory.
-            everything, _token = api.list_services(access.cluster, namespace)
-            matching = [
-                s
-                for s in everything
-                if query.lower() in s["metadata"]["name"]
-                and (not type_filter or s.get("spec", {}).get("type") == type_filter)
-            ]
-            items = matching[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-            has_next = len(matching) > page * PAGE_SIZE
-        else:
-            items, next_token = api.list_services(
-                access.cluster, namespace, limit=PAGE_SIZE, continue_token=continue_token or None
-            )
-            has_next = bool(next_token)
+        items, has_next, next_token = _services_page(
+            request, access, namespace, query, type_filter, page, continue_token
+        )
         needs_nodes = any(s.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER) for s in items)
         node_ips = api.node_addresses(access.cluster) if needs_nodes else []
     except api.ApiError as failure:
@@ -273,6 +323,7 @@ def _submit(
         return None, False
     if dry_run:
         return stored, False
+    _remember_write(request, access, namespace, resource_version=stored["metadata"]["resourceVersion"])
     _record(
         request,
         access,
@@ -484,9 +535,9 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
             try:
                 if live:
                     document["metadata"].setdefault("resourceVersion", live["metadata"]["resourceVersion"])
-                    api.replace_service(access.cluster, namespace, target, document, dry_run=dry_run)
+                    stored = api.replace_service(access.cluster, namespace, target, document, dry_run=dry_run)
                 else:
-                    api.create_service(access.cluster, namespace, document, dry_run=dry_run)
+                    stored = api.create_service(access.cluster, namespace, document, dry_run=dry_run)
             except api.ApiError as error:
                 status = error.status if error.status in (409, 422) else 422
                 errors = [error.message] + [
@@ -515,6 +566,7 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
                 elif dry_run:
                     accepted = _("The API server accepts this Service (dry run).")
                 else:
+                    _remember_write(request, access, namespace, resource_version=stored["metadata"]["resourceVersion"])
                     _record(request, access, namespace, f"{action} (yaml)", target, "success")
                     done = _("Service “%(name)s” updated.") if live else _("Service “%(name)s” created.")
                     messages.success(request, done % {"name": target})
@@ -599,6 +651,7 @@ def service_delete(request: HttpRequest, cluster: str, namespace: str, name: str
         messages.error(request, str(error))
         _record(request, access, namespace, "delete", name, "failed", str(error))
         return _redirect(request, list_url)
+    _remember_write(request, access, namespace, deleted_uid=uid)
     _record(request, access, namespace, "delete", name, "success", f"uid={uid}" if existed else "already deleted")
     messages.success(request, _("Service “%(name)s” deleted.") % {"name": name})
     return _redirect(request, list_url)

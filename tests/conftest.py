@@ -13,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from console import kube, localcluster
+from console.informer import informers
 from console.models import Cluster, Grant, Role
 
 
@@ -52,9 +53,12 @@ def namespace(admin_api: client.ApiClient) -> str:
 
 @pytest.fixture(autouse=True)
 def _isolated_clients() -> Iterator[None]:
-    """Pooled clients are keyed by cluster id; test databases reuse ids, so start each test with none."""
+    """Pooled clients and informers are keyed by cluster id; test databases reuse ids, so start each test with
+    none (and leave no watch running after it)."""
     kube.clients.clear()
+    informers.clear()
     yield
+    informers.clear()
     kube.clients.clear()
 
 

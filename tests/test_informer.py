@@ -1,0 +1,247 @@
+"""The Services list answered from an informer (list + watch) against the real API server: what it serves, how
+it follows changes, how a user's own writes are always in it, and how it steps aside when it cannot vouch for
+its contents."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+from kubernetes import client as k8s
+
+from console import informer as informer_module
+from console import kube
+from console.informer import informers
+from console.models import Cluster, Role
+from services import api, views
+from tests.helpers import HTMX, service_form
+
+pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
+
+
+@pytest.fixture
+def web(client: Client, make_user, cluster: Cluster, namespace: str) -> Client:  # type: ignore[no-untyped-def]
+    client.force_login(make_user("editor", role=Role.NS_EDIT, cluster=cluster, namespace=namespace))
+    return client
+
+
+@pytest.fixture
+def live_lists(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The namespaces the list page read live from the API server, in order."""
+    calls: list[str] = []
+    real = api.list_services
+
+    def counting(cluster, namespace, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(namespace)
+        return real(cluster, namespace, **kwargs)
+
+    monkeypatch.setattr(api, "list_services", counting)
+    return calls
+
+
+def url(namespace: str, suffix: str = "") -> str:
+    return f"/clusters/local/namespaces/{namespace}/services/{suffix}"
+
+
+def create(admin_api: k8s.ApiClient, namespace: str, name: str, **spec: object) -> k8s.V1Service:
+    body = {"metadata": {"name": name}, "spec": {"ports": [{"port": 80}], **spec}}
+    return k8s.CoreV1Api(admin_api).create_namespaced_service(namespace, body)
+
+
+def informer_of(cluster: Cluster, namespace: str) -> informer_module.Informer:
+    informer = informers.get(cluster, "services", namespace, api._service_lister, api._slim_service)
+    assert informer is not None
+    return informer
+
+
+def eventually(check: Callable[[], bool], seconds: float = 5.0) -> float:
+    """Seconds until ``check`` held (fails the test after ``seconds``)."""
+    began = time.monotonic()
+    while not check():
+        assert time.monotonic() - began < seconds, "not within the time limit"
+        time.sleep(0.005)
+    return time.monotonic() - began
+
+
+def names(informer: informer_module.Informer) -> list[str] | None:
+    snapshot = informer.snapshot()
+    return None if snapshot is None else [s["metadata"]["name"] for s in snapshot]
+
+
+def test_the_first_view_is_live_and_later_ones_come_from_the_informer(
+    web: Client, cluster: Cluster, admin_api: k8s.ApiClient, namespace: str, live_lists: list[str]
+) -> None:
+    for index in range(25):
+        create(admin_api, namespace, f"svc-{index:02d}", type="NodePort" if index % 5 == 0 else "ClusterIP")
+    first = web.get(url(namespace))
+    assert live_lists == [namespace] and len(first.context["rows"]) == 20
+    eventually(lambda: informer_of(cluster, namespace).synced)
+
+    again = web.get(url(namespace))
+    assert live_lists == [namespace], "answered from the informer, without a list call"
+    assert [r["name"] for r in again.context["rows"]] == [f"svc-{i:02d}" for i in range(20)]
+    assert again.context["has_next"] and not again.context["next_token"]
+    page_two = web.get(url(namespace), {"page": 2})
+    assert [r["name"] for r in page_two.context["rows"]] == [f"svc-{i:02d}" for i in range(20, 25)]
+    assert not page_two.context["has_next"] and page_two.context["continued"]
+    filtered = web.get(url(namespace), {"q": "svc-1", "type": "NodePort"})
+    assert [r["name"] for r in filtered.context["rows"]] == ["svc-10", "svc-15"]
+    assert live_lists == [namespace]
+    # The rows are the same as the API server's, field for field.
+    live = k8s.CoreV1Api(admin_api).read_namespaced_service("svc-05", namespace)
+    row = next(r for r in again.context["rows"] if r["name"] == "svc-05")
+    assert row["uid"] == live.metadata.uid and row["type"] == "NodePort"
+    assert row["ports"] == [f"80:{live.spec.ports[0].node_port}/TCP"]
+
+
+def test_changes_made_elsewhere_reach_the_informer(cluster: Cluster, admin_api: k8s.ApiClient, namespace: str) -> None:
+    core = k8s.CoreV1Api(admin_api)
+    create(admin_api, namespace, "before")
+    informer = informer_of(cluster, namespace)
+    eventually(lambda: names(informer) == ["before"])
+
+    create(admin_api, namespace, "after")
+    delays = [eventually(lambda: names(informer) == ["after", "before"])]
+    core.patch_namespaced_service("after", namespace, {"spec": {"type": "NodePort"}})
+    delays.append(eventually(lambda: informer.snapshot()[0]["spec"]["type"] == "NodePort"))  # type: ignore[index]
+    core.delete_namespaced_service("before", namespace)
+    delays.append(eventually(lambda: names(informer) == ["after"]))
+    assert max(delays) < 5
+    # What a row needs is kept; the bulky metadata is not.
+    kept = informer.snapshot()[0]  # type: ignore[index]
+    assert set(kept["metadata"]) == {"name", "uid", "resourceVersion", "creationTimestamp"}
+
+
+def test_a_users_own_writes_are_in_the_next_list_even_before_the_watch_delivers_them(
+    web: Client, cluster: Cluster, admin_api: k8s.ApiClient, namespace: str, live_lists: list[str]
+) -> None:
+    created = create(admin_api, namespace, "old")
+    web.get(url(namespace))
+    informer = informer_of(cluster, namespace)
+    eventually(lambda: informer.synced)
+    live_lists.clear()
+
+    saved = web.post(url(namespace, "create/"), service_form("fresh"), **HTMX)
+    assert saved.status_code == 200 and saved["HX-Redirect"]
+    written = web.session[views.WRITES_KEY][f"{cluster.pk}/{namespace}"]
+    resource_version = k8s.CoreV1Api(admin_api).read_namespaced_service("fresh", namespace).metadata.resource_version
+    assert written[0] == int(resource_version)
+    assert [r["name"] for r in web.get(url(namespace)).context["rows"]] == ["fresh", "old"]
+
+    deleted = web.post(url(namespace, "old/delete/"), {"uid": created.metadata.uid}, **HTMX)
+    assert deleted.status_code == 200
+    assert web.session[views.WRITES_KEY][f"{cluster.pk}/{namespace}"][1] == [created.metadata.uid]
+    assert [r["name"] for r in web.get(url(namespace)).context["rows"]] == ["fresh"]
+    assert live_lists == [], "both answered by the informer once it had the writes"
+
+
+def test_the_informer_steps_aside_when_it_has_not_seen_the_users_write(
+    web: Client,
+    cluster: Cluster,
+    admin_api: k8s.ApiClient,
+    namespace: str,
+    live_lists: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create(admin_api, namespace, "shown")
+    web.get(url(namespace))
+    informer = informer_of(cluster, namespace)
+    eventually(lambda: informer.synced)
+    current = int(informer.snapshot()[0]["metadata"]["resourceVersion"])  # type: ignore[index]
+    assert informer.snapshot(at_least=current + 10**9, wait=0.05) is None
+    assert informer.snapshot(without=(informer.snapshot()[0]["metadata"]["uid"],), wait=0.05) is None  # type: ignore[index]
+
+    # A write the watch cannot have delivered (as if another worker had made it just now): the page waits a
+    # moment, then asks the API server rather than show a list without it.
+    monkeypatch.setattr(views, "WRITE_WAIT_SECONDS", 0.1)
+    session = web.session
+    session[views.WRITES_KEY] = {f"{cluster.pk}/{namespace}": (current + 10**9, [], time.time())}
+    session.save()
+    live_lists.clear()
+    page = web.get(url(namespace))
+    assert live_lists == [namespace] and [r["name"] for r in page.context["rows"]] == ["shown"]
+    # Remembered writes expire: after that the informer answers again.
+    session[views.WRITES_KEY] = {f"{cluster.pk}/{namespace}": (current + 10**9, [], time.time() - 3600)}
+    session.save()
+    live_lists.clear()
+    web.get(url(namespace))
+    assert live_lists == []
+
+
+def test_a_stopped_or_broken_watch_means_live_lists(
+    web: Client, cluster: Cluster, admin_api: k8s.ApiClient, namespace: str, live_lists: list[str]
+) -> None:
+    create(admin_api, namespace, "svc")
+    informer = informer_of(cluster, namespace)
+    eventually(lambda: informer.synced)
+    informer.stop()
+    informer.join(5)
+    assert informer.snapshot() is None and not informer.running
+    # An informer that ended without failing (stopped, or idle) is replaced on the next view.
+    page = web.get(url(namespace))
+    assert live_lists == [namespace] and [r["name"] for r in page.context["rows"]] == ["svc"]
+    replacement = informer_of(cluster, namespace)
+    assert replacement is not informer
+    eventually(lambda: replacement.synced)
+
+
+def test_credentials_that_may_list_but_not_watch_keep_the_page_working(
+    client: Client,
+    make_user,  # type: ignore[no-untyped-def]
+    admin_api: k8s.ApiClient,
+    control_plane,  # type: ignore[no-untyped-def]
+    namespace: str,
+    live_lists: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An API server refusing the watch (RBAC without the ``watch`` verb): the informer gives up after its
+    retries, rests, and the page keeps listing live."""
+    monkeypatch.setattr(informer_module, "RETRY_DELAYS", (0.01,))
+    core = k8s.CoreV1Api(admin_api)
+    rbac = k8s.RbacAuthorizationV1Api(admin_api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "lister"}})
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "list-services"},
+            "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "lister"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "list-services"},
+            "subjects": [{"kind": "ServiceAccount", "name": "lister", "namespace": namespace}],
+        },
+    )
+    token = core.create_namespaced_service_account_token("lister", namespace, {"spec": {"expirationSeconds": 600}})
+    limited = Cluster(name="limited")
+    limited.set_credentials(kube.Credentials(control_plane.server, control_plane.ca_pem, token=token.status.token))
+    limited.save()
+    client.force_login(make_user("viewer", role=Role.NS_VIEW, cluster=limited, namespace=namespace))
+    create(admin_api, namespace, "visible")
+
+    listing = f"/clusters/limited/namespaces/{namespace}/services/"
+    assert [r["name"] for r in client.get(listing).context["rows"]] == ["visible"]
+    # The first view started the informer; the API server refuses its watch, so it gives up and rests.
+    eventually(lambda: informers.get(limited, "services", namespace, api._service_lister, api._slim_service) is None)
+    for _ in range(2):
+        assert [r["name"] for r in client.get(listing).context["rows"]] == ["visible"]
+    assert live_lists == [namespace] * 3
+
+
+def test_informers_are_bounded_and_follow_the_credentials(
+    cluster: Cluster, admin_api: k8s.ApiClient, admin_credentials: kube.Credentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(informer_module, "MAX_INFORMERS", 2)
+    first, second, third = (informer_of(cluster, name) for name in ("default", "kube-system", "kube-public"))
+    eventually(lambda: not first.running)  # the least recently used one made room
+    assert second.running and third.running
+    cluster.set_credentials(admin_credentials)  # new credentials version
+    cluster.save()
+    renewed = informer_of(cluster, "default")
+    eventually(lambda: not second.running and not third.running)
+    assert renewed.running and renewed is not first
