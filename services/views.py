@@ -9,6 +9,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -127,18 +129,32 @@ def pick_namespace(request: HttpRequest, cluster: str) -> HttpResponse:
     return redirect("services:list", cluster, "default" if "default" in namespaces else namespaces[0])
 
 
-def _row(service: dict, node_ips: list[str], base_url: str) -> dict[str, Any]:
-    spec = service.get("spec", {})
-    url = f"{base_url}{service['metadata']['name']}/"
-    return {
-        "name": service["metadata"]["name"],
-        # Built here rather than with {% url %} per row and per link: reversing dominated the table's rendering.
+# A list row as one format_html string: through the template engine the 20 rows took half of the page's time
+# (about 25 variable lookups and 3 loops each); format_html escapes every value the same way.
+_ROW = (
+    '<tr><td><a href="{url}">{name}</a></td><td><span class="tag">{type}</span></td>'
+    '<td class="mono">{access}</td><td class="mono">{ports}</td><td>{selector}</td>'
+    '<td><time datetime="{created}">{created_text}</time></td><td class="row-menu">{menu}</td></tr>'
+)
+_ROW_MENU = (
+    '<details class="menu"><summary aria-label="{actions}">︙</summary><div class="menu-items">'
+    '<a href="{edit_url}">{edit}</a><a href="{edit_yaml_url}">{edit_yaml}</a>'
+    '<a class="danger" href="{url}?delete" data-delete-url="{delete_url}" data-uid="{uid}" data-name="{name}">'
+    "{delete}</a></div></details>"
+)
+
+
+_NO_SELECTOR = mark_safe('<span class="muted">—</span>')
+
+
+def _row(service: dict, node_ips: list[str], base_url: str, can_edit: bool) -> dict[str, Any]:
+    spec, metadata = service.get("spec", {}), service["metadata"]
+    name, url = metadata["name"], f"{base_url}{metadata['name']}/"
+    created = metadata.get("creationTimestamp", "")
+    row = {
+        "name": name,
         "url": url,
-        "edit_url": f"{url}edit/",
-        "edit_yaml_url": f"{url}edit-yaml/",
-        "delete_url": f"{url}delete/",
-        "actions_label": _("Actions for %(name)s") % {"name": service["metadata"]["name"]},
-        "uid": service["metadata"].get("uid", ""),
+        "uid": metadata.get("uid", ""),
         "type": spec.get("type", m.CLUSTER_IP),
         "access": m.access_addresses(service, node_ips),
         "pending": m.load_balancer_pending(service),
@@ -148,8 +164,41 @@ def _row(service: dict, node_ips: list[str], base_url: str) -> dict[str, Any]:
             for p in spec.get("ports") or []
         ],
         "selector": [f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())],
-        "created": service["metadata"].get("creationTimestamp", ""),
+        "created": created,
     }
+    lines = [(address,) for address in row["access"]]
+    access = format_html_join("", "<div>{}</div>", lines)
+    if row["pending"]:
+        access = format_html('{}<div class="muted">{}</div>', access, _("LB address pending"))
+    selector = format_html_join("", '<span class="chip">{}</span>', ((s,) for s in row["selector"]))
+    menu = ""
+    if can_edit:
+        menu = format_html(
+            _ROW_MENU,
+            actions=_("Actions for %(name)s") % {"name": name},
+            edit_url=f"{url}edit/",
+            edit=_("Edit"),
+            edit_yaml_url=f"{url}edit-yaml/",
+            edit_yaml=_("Edit YAML"),
+            url=url,
+            delete_url=f"{url}delete/",
+            uid=row["uid"],
+            name=name,
+            delete=_("Delete"),
+        )
+    row["html"] = format_html(
+        _ROW,
+        url=url,
+        name=name,
+        type=row["type"],
+        access=access,
+        ports=format_html_join("", "<div>{}</div>", ((p,) for p in row["ports"])),
+        selector=selector or _NO_SELECTOR,
+        created=created,
+        created_text=f"{created[:10]} {created[11:16]}",
+        menu=menu,
+    )
+    return row
 
 
 def _services_page(
@@ -205,12 +254,13 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
     except kube.ClusterUnavailable as unavailable:
         error, has_next, node_ips = str(unavailable), False, []
     base_url = reverse("services:list", args=[cluster, namespace])
+    can_edit = access.can_edit(namespace)
     context = {
         "access": access,
         "namespace": namespace,
         # One failed call is enough: a cluster that just failed is not asked again for its namespaces.
         "namespaces": _namespaces(access) if not request.htmx and not error else [namespace],
-        "rows": [_row(s, node_ips, base_url) for s in items],
+        "rows": [_row(s, node_ips, base_url, can_edit) for s in items],
         "query": query,
         "type_filter": type_filter,
         "types": m.SERVICE_TYPES,
@@ -218,7 +268,7 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
         "next_token": next_token,
         "has_next": has_next,
         "continued": bool(continue_token) or page > 1,
-        "can_edit": access.can_edit(namespace),
+        "can_edit": can_edit,
         "error": error,
         "nav": "services",
     }
