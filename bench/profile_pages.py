@@ -75,7 +75,7 @@ def parts(browser, url: str, namespace: str, calls: int) -> None:  # type: ignor
     def rows() -> None:
         base = url
         [
-            views._row(item, [], base, True)
+            views._row(item, [], base, views._row_labels(True))
             for item in views.api.list_services(context["access"].cluster, namespace, limit=20)[0]
         ]
 

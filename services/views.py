@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from html import escape
 from typing import Any
 
 from django import forms
@@ -9,7 +10,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -129,8 +129,9 @@ def pick_namespace(request: HttpRequest, cluster: str) -> HttpResponse:
     return redirect("services:list", cluster, "default" if "default" in namespaces else namespaces[0])
 
 
-# A list row as one format_html string: through the template engine the 20 rows took half of the page's time
-# (about 25 variable lookups and 3 loops each); format_html escapes every value the same way.
+# A list row is built as one string: through the template engine the 20 rows took half of the page's time (about
+# 25 variable lookups and 3 loops each), and through format_html still 0.1 ms a row. Every value is escaped with
+# html.escape (what Django's escape does) exactly once; the labels are translated and escaped once per page.
 _ROW = (
     '<tr><td><a href="{url}">{name}</a></td><td><span class="tag">{type}</span></td>'
     '<td class="mono">{access}</td><td class="mono">{ports}</td><td>{selector}</td>'
@@ -138,16 +139,22 @@ _ROW = (
 )
 _ROW_MENU = (
     '<details class="menu"><summary aria-label="{actions}">︙</summary><div class="menu-items">'
-    '<a href="{edit_url}">{edit}</a><a href="{edit_yaml_url}">{edit_yaml}</a>'
-    '<a class="danger" href="{url}?delete" data-delete-url="{delete_url}" data-uid="{uid}" data-name="{name}">'
+    '<a href="{url}edit/">{edit}</a><a href="{url}edit-yaml/">{edit_yaml}</a>'
+    '<a class="danger" href="{url}?delete" data-delete-url="{url}delete/" data-uid="{uid}" data-name="{name}">'
     "{delete}</a></div></details>"
 )
 
 
-_NO_SELECTOR = mark_safe('<span class="muted">—</span>')
+def _row_labels(can_edit: bool) -> dict[str, str]:
+    """The row's fixed words in the active language, escaped once per page."""
+    labels = {"pending": _("LB address pending")}
+    if can_edit:
+        labels |= {"actions": _("Actions for %(name)s"), "edit": _("Edit"), "edit_yaml": _("Edit YAML")}
+        labels["delete"] = _("Delete")
+    return {key: escape(value) for key, value in labels.items()}
 
 
-def _row(service: dict, node_ips: list[str], base_url: str, can_edit: bool) -> dict[str, Any]:
+def _row(service: dict, node_ips: list[str], base_url: str, labels: dict[str, str]) -> dict[str, Any]:
     spec, metadata = service.get("spec", {}), service["metadata"]
     name, url = metadata["name"], f"{base_url}{metadata['name']}/"
     created = metadata.get("creationTimestamp", "")
@@ -166,39 +173,36 @@ def _row(service: dict, node_ips: list[str], base_url: str, can_edit: bool) -> d
         "selector": [f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())],
         "created": created,
     }
-    lines = [(address,) for address in row["access"]]
-    access = format_html_join("", "<div>{}</div>", lines)
+    safe = {"name": escape(name), "url": escape(url), "uid": escape(row["uid"])}
+    access = "".join(f"<div>{escape(address)}</div>" for address in row["access"])
     if row["pending"]:
-        access = format_html('{}<div class="muted">{}</div>', access, _("LB address pending"))
-    selector = format_html_join("", '<span class="chip">{}</span>', ((s,) for s in row["selector"]))
+        access += f'<div class="muted">{labels["pending"]}</div>'
     menu = ""
-    if can_edit:
-        menu = format_html(
-            _ROW_MENU,
-            actions=_("Actions for %(name)s") % {"name": name},
-            edit_url=f"{url}edit/",
-            edit=_("Edit"),
-            edit_yaml_url=f"{url}edit-yaml/",
-            edit_yaml=_("Edit YAML"),
-            url=url,
-            delete_url=f"{url}delete/",
-            uid=row["uid"],
-            name=name,
-            delete=_("Delete"),
+    if "actions" in labels:
+        menu = _ROW_MENU.format(
+            actions=labels["actions"] % {"name": safe["name"]},
+            edit=labels["edit"],
+            edit_yaml=labels["edit_yaml"],
+            delete=labels["delete"],
+            **safe,
         )
-    row["html"] = format_html(
-        _ROW,
-        url=url,
-        name=name,
-        type=row["type"],
-        access=access,
-        ports=format_html_join("", "<div>{}</div>", ((p,) for p in row["ports"])),
-        selector=selector or _NO_SELECTOR,
-        created=created,
-        created_text=f"{created[:10]} {created[11:16]}",
-        menu=menu,
+    row["html"] = mark_safe(  # noqa: S308 - every value above is escaped
+        _ROW.format(
+            type=escape(row["type"]),
+            access=access,
+            ports="".join(f"<div>{escape(port)}</div>" for port in row["ports"]),
+            selector="".join(f'<span class="chip">{escape(s)}</span>' for s in row["selector"]) or _NO_SELECTOR,
+            created=escape(created),
+            created_text=escape(f"{created[:10]} {created[11:16]}"),
+            menu=menu,
+            url=safe["url"],
+            name=safe["name"],
+        )
     )
     return row
+
+
+_NO_SELECTOR = '<span class="muted">—</span>'
 
 
 def _services_page(
@@ -255,12 +259,13 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
         error, has_next, node_ips = str(unavailable), False, []
     base_url = reverse("services:list", args=[cluster, namespace])
     can_edit = access.can_edit(namespace)
+    labels = _row_labels(can_edit)
     context = {
         "access": access,
         "namespace": namespace,
         # One failed call is enough: a cluster that just failed is not asked again for its namespaces.
         "namespaces": _namespaces(access) if not request.htmx and not error else [namespace],
-        "rows": [_row(s, node_ips, base_url, can_edit) for s in items],
+        "rows": [_row(s, node_ips, base_url, labels) for s in items],
         "query": query,
         "type_filter": type_filter,
         "types": m.SERVICE_TYPES,
@@ -496,8 +501,8 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
         else:
             # A disabled field (the name, when editing) is not posted: Django takes it from the initial data.
             bundle = ServiceFormBundle(data=request.POST, initial={"name": name}, **bundle_args)
-            status = 422
-            if bundle.is_valid() and action == "review":
+            status, valid = 422, bundle.is_valid()
+            if valid and action == "review":
                 result, _conflict = _submit(request, bundle, access, namespace, live, dry_run=True)
                 if result is not None:
                     extra["diff"], extra["diff_title"], status = (
@@ -505,7 +510,7 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
                         _("Changes to be saved"),
                         200,
                     )
-            elif bundle.is_valid():
+            elif valid:
                 stored, conflict = _submit(request, bundle, access, namespace, live)
                 if stored is not None:
                     done = _("Service “%(name)s” updated.") if live else _("Service “%(name)s” created.")

@@ -610,3 +610,30 @@ def test_the_list_pages_database_queries_do_not_grow_with_the_services(
             namespace, {"metadata": {"name": f"many-{index}"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}
         )
     assert queries() == with_one <= 4  # session, user, grants (and nothing per row)
+
+
+def test_a_list_row_escapes_every_value_it_shows() -> None:
+    """Rows are built as strings (for speed), so every value from the cluster must be escaped there: here a load
+    balancer's status and a selector carry markup a hostile controller could write."""
+    from django.utils import translation
+
+    from services import views
+
+    hostile = '"><img src=x onerror=alert(1)>'
+    service = {
+        "metadata": {"name": "lb", "uid": "u-1", "creationTimestamp": "2026-11-26T10:00:00Z"},
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": "10.96.0.9",
+            "selector": {"app": hostile},
+            "ports": [{"port": 80, "nodePort": 30080, "targetPort": hostile, "protocol": "TCP"}],
+        },
+        "status": {"loadBalancer": {"ingress": [{"hostname": hostile}]}},
+    }
+    with translation.override("en"):
+        row = views._row(service, ["192.0.2.1"], "/clusters/c/namespaces/n/services/", views._row_labels(True))
+    html = str(row["html"])
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert html.count("&quot;&gt;&lt;img") == 3  # the load balancer address, the target port, the selector chip
+    assert 'data-delete-url="/clusters/c/namespaces/n/services/lb/delete/" data-uid="u-1"' in html
+    assert 'aria-label="Actions for lb"' in html and "LB address pending" not in html
