@@ -240,7 +240,7 @@ class Bench:
         self.core = client.CoreV1Api(self.raw_client)
         self.details["kube_apiserver_version"] = client.VersionApi(self.raw_client).get_code().git_version
 
-        self.ensure_service_addresses(sum(self.sizes) + 2 * (self.args.reps + 50))
+        self.ensure_service_addresses(sum(self.sizes) + 3 * (self.args.reps + 50))
 
         self.namespaces = {size: f"bench-{size}" for size in self.sizes}
         self.create_namespace = "bench-create"
@@ -329,6 +329,9 @@ class Bench:
         from django.test import Client
         from django.urls import reverse
 
+        from console.informer import informers
+        from console.models import Cluster
+        from services import api as services_api
         from services.views import PAGE_SIZE
 
         self.details["page_size"] = PAGE_SIZE
@@ -365,6 +368,33 @@ class Bench:
             if "<html" in partial or "<html" not in full:
                 raise RuntimeError("the HTMX partial is not a fragment, or the full page is not a page")
             self.details[f"list_html_bytes_inprocess_{size}"] = len(full.encode())
+        # The first view of each namespace started its informer; time how long each takes to list its namespace,
+        # and let them all answer before the timing starts.
+        cluster = Cluster.objects.get(name=CLUSTER)
+        for size, namespace in self.namespaces.items():
+            began = time.perf_counter()
+            while services_api.cached_services(cluster, namespace) is None:
+                if time.perf_counter() - began > 60:
+                    raise RuntimeError(f"the informer of {namespace} did not sync within 60 s")
+                time.sleep(0.002)
+            informer = informers.get(
+                cluster, "services", namespace, services_api._service_lister, services_api._slim_service
+            )
+            self.figures[f"informer_sync_ms_{size}"] = informer.first_sync_seconds * 1000
+
+        def live_page(url: str) -> Callable[[], None]:
+            """The list page with the informer switched off: every view asks the API server (limit/continue)."""
+            get = page(url)
+
+            def without_informer() -> None:
+                real = services_api.cached_services
+                services_api.cached_services = lambda *args, **kwargs: None
+                try:
+                    get()
+                finally:
+                    services_api.cached_services = real
+
+            return without_informer
 
         ops: dict[str, Callable[[], None]] = {}
         for size, namespace in self.namespaces.items():
@@ -372,6 +402,8 @@ class Bench:
             ops[f"raw_{size}"] = raw_list(namespace)
             ops[f"page_{size}"] = page(url)
             ops[f"partial_{size}"] = page(url, htmx)
+            if size == 1000:
+                ops[f"live_{size}"] = live_page(url)
         rounds, warmup = self.args.reps, max(5, self.args.reps // 10)
         log(f"list pages vs raw list: {len(ops)} sides alternated, {rounds} rounds after {warmup} warm-up rounds")
         samples = interleaved(ops, rounds=rounds, warmup=warmup)
@@ -382,6 +414,9 @@ class Bench:
             self.figures[f"list_partial_ms_{size}"] = partial
             self.figures[f"list_vs_raw_{size}"] = full / raw
             self.figures[f"list_partial_vs_raw_{size}"] = partial / raw
+            if f"live_{size}" in samples:
+                self.figures[f"list_live_ms_{size}"] = median_ms(samples[f"live_{size}"])
+                self.figures[f"list_live_vs_raw_{size}"] = self.figures[f"list_live_ms_{size}"] / raw
         small, large = min(self.sizes), max(self.sizes)
         self.figures[f"list_{large}_vs_{small}"] = (
             self.figures[f"list_page_ms_{large}"] / self.figures[f"list_page_ms_{small}"]
@@ -394,6 +429,7 @@ class Bench:
         )
         self.details["samples_list"] = {name: iqr_ms(values) for name, values in samples.items()}
         self.details["rounds_list"] = rounds
+        self.watch_delay(cluster)
 
         # Detail page vs a raw get, in the 1,000-Service namespace.
         namespace = self.namespaces[1000 if 1000 in self.namespaces else small]
@@ -413,6 +449,36 @@ class Bench:
         self.details["samples_detail"] = {side: iqr_ms(values) for side, values in samples.items()}
 
         self.create_comparison("")
+
+    def watch_delay(self, cluster) -> None:  # type: ignore[no-untyped-def]
+        """How far behind the API server the informer is: the time from a raw create's answer until the informer
+        of its namespace holds the new Service (the list page shows it from then on)."""
+        from services import api as services_api
+
+        namespace = "bench-watch"
+        self.core.create_namespace({"metadata": {"name": namespace}})
+        while services_api.cached_services(cluster, namespace) is None:
+            time.sleep(0.002)
+        delays = []
+        for index in range(self.args.reps):
+            name = f"watched-{index:05d}"
+            self.core.create_namespaced_service(namespace, create_body(name))
+            began = time.perf_counter()
+            while not any(
+                s["metadata"]["name"] == name for s in services_api.cached_services(cluster, namespace) or []
+            ):
+                if time.perf_counter() - began > 10:
+                    raise RuntimeError(f"the informer did not receive {name} within 10 s")
+                time.sleep(0.0002)
+            delays.append(time.perf_counter() - began)
+        quantiles = statistics.quantiles(delays, n=100, method="inclusive")
+        self.figures["informer_delay_ms_p50"] = statistics.median(delays) * 1000
+        self.figures["informer_delay_ms_p99"] = quantiles[98] * 1000
+        self.figures["informer_delay_ms_max"] = max(delays) * 1000
+        log(
+            f"informer delay after a create: p50 {self.figures['informer_delay_ms_p50']:.2f} ms, "
+            f"p99 {self.figures['informer_delay_ms_p99']:.2f} ms"
+        )
 
     def create_comparison(self, suffix: str) -> None:
         """A create through the form (as htmx posts it) vs a raw create of the same Service, alternated. Run on

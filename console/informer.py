@@ -65,6 +65,8 @@ class Informer:
         self._last_read = time.monotonic()
         self.ended_at: float | None = None
         self.failed = False  # ended because the API server kept refusing or failing, not for being idle
+        self.started_at = time.monotonic()
+        self.first_sync_seconds: float | None = None  # from the start to the first complete list
         self._response: Any = None
         self._thread = threading.Thread(target=self._run, name=f"informer:{namespace}", daemon=True)
         self._thread.start()
@@ -170,6 +172,8 @@ class Informer:
             self._sorted = None
             self._resource_version = int(page["metadata"]["resourceVersion"])
             self._synced_now()
+            if self.first_sync_seconds is None:
+                self.first_sync_seconds = time.monotonic() - self.started_at
             self._changed.notify_all()
 
     def _watch(self) -> None:

@@ -509,7 +509,24 @@ def server_version(cluster) -> str:  # type: ignore[no-untyped-def]
         raise ClusterUnavailable(unavailable_message(ApiException(status=error.status))) from None
 
 
+def _namespace_lister(api_client: client.ApiClient):  # type: ignore[no-untyped-def]
+    list_namespace = client.CoreV1Api(api_client).list_namespace
+    return lambda _namespace, **kwargs: list_namespace(**kwargs)  # cluster-scoped: the informer's namespace is ""
+
+
+def _namespace_names(item: dict) -> dict:
+    return {"metadata": {key: item["metadata"][key] for key in ("name", "uid", "resourceVersion")}}
+
+
 def list_namespaces(cluster) -> list[str]:  # type: ignore[no-untyped-def]
+    """The cluster's namespace names, sorted: from the cluster's namespace informer once it has listed them (the
+    namespace picker is on every list page a cluster-wide user opens), else asked live."""
+    from console.informer import informers
+
+    informer = informers.get(cluster, "namespaces", "", _namespace_lister, _namespace_names)
+    snapshot = informer.snapshot() if informer is not None else None
+    if snapshot is not None:
+        return [item["metadata"]["name"] for item in snapshot]
     try:
         result = call(client.CoreV1Api(api_client_for(cluster)).list_namespace)
     except ApiError as error:

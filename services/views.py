@@ -265,6 +265,7 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
         "namespace": namespace,
         # One failed call is enough: a cluster that just failed is not asked again for its namespaces.
         "namespaces": _namespaces(access) if not request.htmx and not error else [namespace],
+        "list_url": base_url,
         "rows": [_row(s, node_ips, base_url, labels) for s in items],
         "query": query,
         "type_filter": type_filter,

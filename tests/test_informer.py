@@ -245,3 +245,30 @@ def test_informers_are_bounded_and_follow_the_credentials(
     renewed = informer_of(cluster, "default")
     eventually(lambda: not second.running and not third.running)
     assert renewed.running and renewed is not first
+
+
+def test_the_namespace_picker_of_a_cluster_wide_user_comes_from_an_informer_too(
+    client: Client,
+    make_user,  # type: ignore[no-untyped-def]
+    cluster: Cluster,
+    admin_api: k8s.ApiClient,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client.force_login(make_user("admin", role=Role.CLUSTER_ADMIN, cluster=cluster))
+    first = client.get(url(namespace))
+    assert namespace in first.context["namespaces"] and "default" in first.context["namespaces"]
+    informer = informers.get(cluster, "namespaces", "", kube._namespace_lister, kube._namespace_names)
+    assert informer is not None
+    eventually(lambda: informer.synced)
+
+    calls: list[str] = []
+    real = kube.call
+    monkeypatch.setattr(
+        kube, "call", lambda function, *a, **k: calls.append(function.__name__) or real(function, *a, **k)
+    )
+    again = client.get(url(namespace))
+    assert again.context["namespaces"] == first.context["namespaces"] and calls == []
+    k8s.CoreV1Api(admin_api).create_namespace({"metadata": {"name": f"{namespace}-later"}})
+    eventually(lambda: f"{namespace}-later" in client.get(url(namespace)).context["namespaces"])
+    assert calls == []

@@ -637,3 +637,23 @@ def test_a_list_row_escapes_every_value_it_shows() -> None:
     assert html.count("&quot;&gt;&lt;img") == 3  # the load balancer address, the target port, the selector chip
     assert 'data-delete-url="/clusters/c/namespaces/n/services/lb/delete/" data-uid="u-1"' in html
     assert 'aria-label="Actions for lb"' in html and "LB address pending" not in html
+
+
+def test_the_namespace_picker_goes_through_the_role_check(
+    client: Client, make_user, cluster: Cluster, admin_api: k8s.ApiClient, namespace: str
+) -> None:  # type: ignore[no-untyped-def]
+    other = f"{namespace}-b"
+    k8s.CoreV1Api(admin_api).create_namespace({"metadata": {"name": other}})
+    user = make_user("two", role=Role.NS_VIEW, cluster=cluster, namespace=namespace)
+    from console.models import Grant
+
+    Grant.objects.create(user=user, cluster=cluster, role=Role.NS_VIEW, namespace=other)
+    client.force_login(user)
+    html = client.get(url(namespace)).content.decode()
+    assert '<form id="namespace-form" method="get" action="/clusters/local/services/"></form>' in html
+    assert f"<option selected>{namespace}</option><option>{other}</option>" in html
+    picked = client.get("/clusters/local/services/", {"namespace": other})
+    assert picked.status_code == 302 and picked["Location"] == url(other)
+    # A namespace without a grant is not reachable through the picker either: the first visible one instead.
+    refused = client.get("/clusters/local/services/", {"namespace": "kube-system"})
+    assert refused["Location"] == url(namespace)

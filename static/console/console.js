@@ -16,23 +16,16 @@
     }
   }
 
-  /* 1 and 2: select[data-autosubmit] submits its form; select[data-navigate] goes to the chosen option's URL. */
+  /* 1: select[data-autosubmit] submits its form (the namespace picker, the language switch). */
   doc.addEventListener("change", function (event) {
     var select = event.target;
-    if (!(select instanceof HTMLSelectElement)) {
+    if (!(select instanceof HTMLSelectElement) || !select.hasAttribute("data-autosubmit") || !select.form) {
       return;
     }
-    if (select.hasAttribute("data-autosubmit") && select.form) {
-      if (typeof select.form.requestSubmit === "function") {
-        select.form.requestSubmit();
-      } else {
-        select.form.submit();
-      }
-    } else if (select.hasAttribute("data-navigate")) {
-      var url = select.value;
-      if (url && sameOrigin(url)) {
-        window.location.assign(url);
-      }
+    if (typeof select.form.requestSubmit === "function") {
+      select.form.requestSubmit();
+    } else {
+      select.form.submit();
     }
   });
 
