@@ -513,6 +513,7 @@ class Bench:
         self.figures[f"create_page_ms{suffix}"] = median_ms(samples["page"])
         self.figures[f"create_raw_ms{suffix}"] = median_ms(samples["raw"])
         self.figures[f"create_vs_raw{suffix}"] = median_ms(samples["page"]) / median_ms(samples["raw"])
+        self.figures[f"create_overhead_ms{suffix}"] = median_ms(samples["page"]) - median_ms(samples["raw"])
         self.figures[f"create_cluster_services{suffix}"] = services
         self.details[f"samples_create{suffix}"] = {side: iqr_ms(values) for side, values in samples.items()}
         self.details["rounds_create"] = rounds
