@@ -14,7 +14,8 @@ client such as kubectl ``get -w`` sees, measured by ``make bench``. The informer
 edits: those read the live object, and writes carry its resourceVersion, so nothing is written from the cache.
 
 Informers are per process (one per gunicorn worker) and bounded: ``MAX_INFORMERS`` per process (least recently
-read stopped first), and an informer nobody read for ``IDLE_SECONDS`` stops. Each holds its own connection.
+read stopped first), and an informer nobody read for ``IDLE_SECONDS`` stops (checked when a watch ends). Each
+holds its own connection.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ from console import kube
 log = logging.getLogger(__name__)
 
 LIST_CHUNK = 500
-WATCH_SECONDS = 300  # the API server ends a watch after this; the informer resumes from its resourceVersion
+# The API server ends each watch after this and the informer resumes from its resourceVersion. Short, so that a
+# connection that dies silently (no reset, no bookmark) is noticed within WATCH_SECONDS + WATCH_GRACE: the read
+# times out, the informer stops answering and the pages ask the API server.
+WATCH_SECONDS = 60
+WATCH_GRACE = 15
 IDLE_SECONDS = 600
 MAX_INFORMERS = 64
 RETRY_DELAYS = (0.2, 1.0, 3.0)  # between failed rounds; after the last, the informer ends
@@ -186,7 +191,7 @@ class Informer:
                 allow_watch_bookmarks=True,
                 timeout_seconds=WATCH_SECONDS,
                 _preload_content=False,
-                _request_timeout=self._timeout(WATCH_SECONDS + 30),
+                _request_timeout=self._timeout(WATCH_SECONDS + WATCH_GRACE),
             )
         except client.ApiException as error:
             if error.status == 410:

@@ -650,17 +650,13 @@ def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str
     service = _fetch_service(request, access, namespace, name)
     if isinstance(service, HttpResponse):
         return service
-    selector = service.get("spec", {}).get("selector") or {}
-    related: dict[str, Any] = {"pods": [], "pod_count": 0, "slices": [], "events": [], "node_ips": []}
-    related_error = ""
-    try:
-        related["pods"], related["pod_count"] = api.list_pods(access.cluster, namespace, selector)
-        related["slices"] = api.list_endpoint_slices(access.cluster, namespace, name)
-        related["events"] = api.list_events(access.cluster, namespace, name)
-        if service.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER):
-            related["node_ips"] = api.node_addresses(access.cluster)
-    except (api.ApiError, kube.ClusterUnavailable) as error:
-        related_error = str(error)
+    related, related_error = api.related_objects(
+        access.cluster,
+        namespace,
+        name,
+        service.get("spec", {}).get("selector") or {},
+        with_nodes=service.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER),
+    )
     context = {
         "access": access,
         "namespace": namespace,
