@@ -396,11 +396,14 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         "",
         "### Where the console's time goes",
         "",
-        "Measured after the comparisons with timers around the Kubernetes calls (`console.kube.call`), the "
+        "Measured after the comparisons with timers around the Kubernetes calls (`console.kube.call`; the "
+        "detail page makes its related reads at once, so this is the time during which any call was in flight), the "
         "database (an execute wrapper), template rendering (the template backend's `render`, context processors "
         "included) and the view inside the middleware (`BaseHandler._get_response`); no profiler, so no "
         "distortion. The view's own code includes the ORM's query building and the session and user loading that "
-        "`login_required` triggers. `bench/profile_pages.py` profiles the same paths function by function.",
+        "`login_required` triggers. The *of which* rows time four parts on their own, their queries included "
+        "(so they overlap the rows above): they are the floor of any signed-in, role-checked, audited request, "
+        "whatever its page does. `bench/profile_pages.py` profiles the same paths function by function.",
         "",
         md_table(*breakdown_rows(details)),
         "",

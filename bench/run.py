@@ -557,7 +557,7 @@ class Bench:
             }
             results["create (form POST)"] = breakdown.measure(timers, form_create, calls)
             self.details["breakdown"] = results
-            keys = ("total", "api", "db", "template", "view_code", "middleware")
+            keys = ("total", "api", "db", "template", "view_code", "middleware", "session", "access", "form", "audit")
             for label, slug in zip(results, ("list", "list_empty", "detail", "create"), strict=True):
                 for key, (_what, ms, _count) in zip(keys, results[label], strict=True):
                     self.figures[f"split_{slug}_{key}_ms"] = ms

@@ -16,7 +16,9 @@ from django.test import Client
 from kubernetes import client as k8s
 
 from console import kube, localcluster
+from console.informer import informers
 from console.models import Cluster, Role
+from services import api
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
@@ -55,7 +57,21 @@ def test_a_stopped_api_server_is_reported_and_other_clusters_keep_working(
     doomed: localcluster.ControlPlane, operator: Client, namespace: str
 ) -> None:
     assert operator.get("/clusters/doomed/namespaces/default/services/").status_code == 200
+    # That first view started the namespace's informer; once it has listed, the list is answered from it.
+    informer = informers.get(
+        Cluster.objects.get(name="doomed"), "services", "default", api._service_lister, api._slim_service
+    )
+    assert informer is not None
+    deadline = time.monotonic() + 5
+    while not informer.synced and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert informer.synced
     doomed.stop(remove=False)
+    # The dead API server closed the watch: the informer stops answering (within milliseconds; waited for here so
+    # the test does not race the watch thread), and the page asks the API server, which cannot be reached.
+    while informer.synced and time.monotonic() < deadline + 5:
+        time.sleep(0.001)
+    assert not informer.synced
     status, html, seconds = timed_get(operator, "/clusters/doomed/namespaces/default/services/")
     assert status == 200 and "The cluster cannot be reached." in html
     assert seconds < 5
