@@ -95,10 +95,27 @@ def delete_service(cluster: Cluster, namespace: str, name: str, uid: str) -> boo
     return True
 
 
+def _node_lister(api_client: client.ApiClient):  # type: ignore[no-untyped-def]
+    list_node = client.CoreV1Api(api_client).list_node
+    return lambda _namespace, **kwargs: list_node(**kwargs)  # cluster-scoped: the informer's namespace is ""
+
+
+def _node_addresses_only(node: dict) -> dict:
+    metadata = node["metadata"]
+    return {
+        "metadata": {key: metadata[key] for key in ("name", "uid", "resourceVersion")},
+        "status": {"addresses": (node.get("status") or {}).get("addresses") or []},
+    }
+
+
 def node_addresses(cluster: Cluster) -> list[str]:
     """Node IPs for NodePort addresses (read with the console's credential: namespace users cannot list nodes).
-    External addresses first, then internal ones."""
-    nodes = _call(_core(cluster).list_node)["items"]
+    External addresses first, then internal ones. From the cluster's node informer once it has listed them (a
+    list page with NodePort rows would otherwise ask for every node on each view), else asked live."""
+    informer = informers.get(cluster, "nodes", "", _node_lister, _node_addresses_only)
+    nodes = informer.snapshot() if informer is not None else None
+    if nodes is None:
+        nodes = _call(_core(cluster).list_node)["items"]
     ranked: list[tuple[int, str]] = []
     for node in nodes:
         for address in (node.get("status") or {}).get("addresses") or []:

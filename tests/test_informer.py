@@ -272,3 +272,36 @@ def test_the_namespace_picker_of_a_cluster_wide_user_comes_from_an_informer_too(
     k8s.CoreV1Api(admin_api).create_namespace({"metadata": {"name": f"{namespace}-later"}})
     eventually(lambda: f"{namespace}-later" in client.get(url(namespace)).context["namespaces"])
     assert calls == []
+
+
+def test_node_addresses_of_nodeport_rows_come_from_a_node_informer(
+    web: Client, cluster: Cluster, admin_api: k8s.ApiClient, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = k8s.CoreV1Api(admin_api)
+    node_name = f"node-{namespace}"
+    core.create_node({"metadata": {"name": node_name}, "status": {}})
+
+    def set_address(address: str) -> None:
+        node = core.read_node(node_name)
+        node.status.addresses = [{"type": "ExternalIP", "address": address}]
+        core.replace_node_status(node_name, node)
+
+    set_address("203.0.113.7")
+    service = create(admin_api, namespace, "exposed", type="NodePort")
+    node_port = service.spec.ports[0].node_port
+    assert f"203.0.113.7:{node_port}" in web.get(url(namespace)).content.decode()
+    nodes = informers.get(cluster, "nodes", "", api._node_lister, api._node_addresses_only)
+    assert nodes is not None
+    eventually(lambda: nodes.synced)
+
+    calls: list[str] = []
+    real = api._call
+    monkeypatch.setattr(
+        api, "_call", lambda function, *a, **k: calls.append(function.__name__) or real(function, *a, **k)
+    )
+    assert f"203.0.113.7:{node_port}" in web.get(url(namespace)).content.decode()
+    assert "list_node" not in calls
+    set_address("203.0.113.8")
+    eventually(lambda: f"203.0.113.8:{node_port}" in web.get(url(namespace)).content.decode())
+    assert "list_node" not in calls
+    core.delete_node(node_name)
