@@ -222,6 +222,24 @@ def test_viewer_sees_no_write_buttons(
     page.context.close()
 
 
+def test_the_namespace_picker_switches_namespace(
+    browser: Browser, console: dict, cluster: Cluster, make_user, admin_api: k8s.ApiClient, namespace: str
+) -> None:  # type: ignore[no-untyped-def]
+    other = f"{namespace}-other"
+    core = k8s.CoreV1Api(admin_api)
+    core.create_namespace({"metadata": {"name": other}})
+    core.create_namespaced_service(other, {"metadata": {"name": "over-there"}, "spec": {"ports": [{"port": 80}]}})
+    make_user("operator", role=Role.CLUSTER_VIEW, cluster=cluster)
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "operator")
+    page.goto(console["services"])
+    page.select_option("#namespace-picker", other)
+    page.wait_for_url(f"{console['url']}/clusters/local/namespaces/{other}/services/")
+    expect(page.locator("a", has_text="over-there")).to_be_visible()
+    expect(page.locator("#namespace-picker")).to_have_value(other)
+    page.context.close()
+
+
 def test_live_validation_shows_the_api_servers_verdict_before_submit(
     browser: Browser, console: dict, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
