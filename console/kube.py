@@ -315,21 +315,26 @@ class ClientCache:
 clients = ClientCache()
 
 
+def _credentials_of(cluster) -> Credentials:  # type: ignore[no-untyped-def]
+    from console.crypto import CredentialsUnreadable
+
+    try:
+        return cluster.credentials()
+    except CredentialsUnreadable:
+        raise ClusterUnavailable(
+            _("The console cannot decrypt this cluster's credentials (the encryption key changed).")
+        ) from None
+
+
 def api_client_for(cluster) -> client.ApiClient:  # type: ignore[no-untyped-def]
     """The pooled client of a ``console.models.Cluster``."""
     from django.conf import settings
 
-    from console.crypto import CredentialsUnreadable
-
     def build() -> client.ApiClient:
-        try:
-            credentials = cluster.credentials()
-        except CredentialsUnreadable:
-            raise ClusterUnavailable(
-                _("The console cannot decrypt this cluster's credentials (the encryption key changed).")
-            ) from None
         return build_api_client(
-            credentials, connect_timeout=settings.KUBE_CONNECT_TIMEOUT, read_timeout=settings.KUBE_READ_TIMEOUT
+            _credentials_of(cluster),
+            connect_timeout=settings.KUBE_CONNECT_TIMEOUT,
+            read_timeout=settings.KUBE_READ_TIMEOUT,
         )
 
     return clients.get(cluster.pk, cluster.credentials_version, build)
@@ -340,16 +345,8 @@ def watch_client_for(cluster) -> client.ApiClient:  # type: ignore[no-untyped-de
     client's connections."""
     from django.conf import settings
 
-    from console.crypto import CredentialsUnreadable
-
-    try:
-        credentials = cluster.credentials()
-    except CredentialsUnreadable:
-        raise ClusterUnavailable(
-            _("The console cannot decrypt this cluster's credentials (the encryption key changed).")
-        ) from None
     return build_api_client(
-        credentials,
+        _credentials_of(cluster),
         connect_timeout=settings.KUBE_CONNECT_TIMEOUT,
         read_timeout=settings.KUBE_READ_TIMEOUT,
         pool_size=1,

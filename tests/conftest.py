@@ -111,6 +111,34 @@ def service_account_token(admin_api: client.ApiClient, namespace: str) -> str:
 
 
 @pytest.fixture
+def limited_cluster(admin_api: client.ApiClient, control_plane: localcluster.ControlPlane, namespace: str):  # type: ignore[no-untyped-def]
+    """limited_cluster(name, rules) -> a Cluster named ``name``, registered with the token of a ServiceAccount that
+    holds only ``rules`` (a Role in the test's namespace): credentials the API server refuses some calls."""
+
+    def make(name: str, rules: list[dict]) -> Cluster:
+        core, rbac = client.CoreV1Api(admin_api), client.RbacAuthorizationV1Api(admin_api)
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+        rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            },
+        )
+        token = core.create_namespaced_service_account_token(name, namespace, {"spec": {"expirationSeconds": 600}})
+        registered = Cluster(name=name)
+        registered.set_credentials(
+            kube.Credentials(control_plane.server, control_plane.ca_pem, token=token.status.token)
+        )
+        registered.save()
+        return registered
+
+    return make
+
+
+@pytest.fixture
 def metallb(admin_api: client.ApiClient) -> Iterator[list[str]]:
     """MetalLB's IPAddressPool type (a minimal CRD) with two pools; removed again afterwards, because other tests
     check what a cluster without MetalLB looks like."""

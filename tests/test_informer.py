@@ -41,6 +41,21 @@ def live_lists(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+@pytest.fixture
+def api_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the Kubernetes API methods called through ``kube.call``, in order."""
+    calls: list[str] = []
+    real = kube.call
+
+    def recording(function, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(function.__name__)
+        return real(function, *args, **kwargs)
+
+    monkeypatch.setattr(kube, "call", recording)
+    monkeypatch.setattr(api, "_call", recording)
+    return calls
+
+
 def url(namespace: str, suffix: str = "") -> str:
     return f"/clusters/local/namespaces/{namespace}/services/{suffix}"
 
@@ -191,7 +206,7 @@ def test_credentials_that_may_list_but_not_watch_keep_the_page_working(
     client: Client,
     make_user,  # type: ignore[no-untyped-def]
     admin_api: k8s.ApiClient,
-    control_plane,  # type: ignore[no-untyped-def]
+    limited_cluster,  # type: ignore[no-untyped-def]
     namespace: str,
     live_lists: list[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -199,28 +214,7 @@ def test_credentials_that_may_list_but_not_watch_keep_the_page_working(
     """An API server refusing the watch (RBAC without the ``watch`` verb): the informer gives up after its
     retries, rests, and the page keeps listing live."""
     monkeypatch.setattr(informer_module, "RETRY_DELAYS", (0.01,))
-    core = k8s.CoreV1Api(admin_api)
-    rbac = k8s.RbacAuthorizationV1Api(admin_api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "lister"}})
-    rbac.create_namespaced_role(
-        namespace,
-        {
-            "metadata": {"name": "list-services"},
-            "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list"]}],
-        },
-    )
-    rbac.create_namespaced_role_binding(
-        namespace,
-        {
-            "metadata": {"name": "lister"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "list-services"},
-            "subjects": [{"kind": "ServiceAccount", "name": "lister", "namespace": namespace}],
-        },
-    )
-    token = core.create_namespaced_service_account_token("lister", namespace, {"spec": {"expirationSeconds": 600}})
-    limited = Cluster(name="limited")
-    limited.set_credentials(kube.Credentials(control_plane.server, control_plane.ca_pem, token=token.status.token))
-    limited.save()
+    limited = limited_cluster("limited", [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list"]}])
     client.force_login(make_user("viewer", role=Role.NS_VIEW, cluster=limited, namespace=namespace))
     create(admin_api, namespace, "visible")
 
@@ -253,7 +247,7 @@ def test_the_namespace_picker_of_a_cluster_wide_user_comes_from_an_informer_too(
     cluster: Cluster,
     admin_api: k8s.ApiClient,
     namespace: str,
-    monkeypatch: pytest.MonkeyPatch,
+    api_calls: list[str],
 ) -> None:
     client.force_login(make_user("admin", role=Role.CLUSTER_ADMIN, cluster=cluster))
     first = client.get(url(namespace))
@@ -262,20 +256,16 @@ def test_the_namespace_picker_of_a_cluster_wide_user_comes_from_an_informer_too(
     assert informer is not None
     eventually(lambda: informer.synced)
 
-    calls: list[str] = []
-    real = kube.call
-    monkeypatch.setattr(
-        kube, "call", lambda function, *a, **k: calls.append(function.__name__) or real(function, *a, **k)
-    )
+    api_calls.clear()
     again = client.get(url(namespace))
-    assert again.context["namespaces"] == first.context["namespaces"] and calls == []
+    assert again.context["namespaces"] == first.context["namespaces"] and "list_namespace" not in api_calls
     k8s.CoreV1Api(admin_api).create_namespace({"metadata": {"name": f"{namespace}-later"}})
     eventually(lambda: f"{namespace}-later" in client.get(url(namespace)).context["namespaces"])
-    assert calls == []
+    assert "list_namespace" not in api_calls
 
 
 def test_node_addresses_of_nodeport_rows_come_from_a_node_informer(
-    web: Client, cluster: Cluster, admin_api: k8s.ApiClient, namespace: str, monkeypatch: pytest.MonkeyPatch
+    web: Client, cluster: Cluster, admin_api: k8s.ApiClient, namespace: str, api_calls: list[str]
 ) -> None:
     core = k8s.CoreV1Api(admin_api)
     node_name = f"node-{namespace}"
@@ -294,14 +284,10 @@ def test_node_addresses_of_nodeport_rows_come_from_a_node_informer(
     assert nodes is not None
     eventually(lambda: nodes.synced)
 
-    calls: list[str] = []
-    real = api._call
-    monkeypatch.setattr(
-        api, "_call", lambda function, *a, **k: calls.append(function.__name__) or real(function, *a, **k)
-    )
+    api_calls.clear()
     assert f"203.0.113.7:{node_port}" in web.get(url(namespace)).content.decode()
-    assert "list_node" not in calls
+    assert "list_node" not in api_calls
     set_address("203.0.113.8")
     eventually(lambda: f"203.0.113.8:{node_port}" in web.get(url(namespace)).content.decode())
-    assert "list_node" not in calls
+    assert "list_node" not in api_calls
     core.delete_node(node_name)

@@ -660,31 +660,15 @@ def test_the_namespace_picker_goes_through_the_role_check(
 
 
 def test_the_detail_page_shows_what_it_could_read_when_one_related_read_is_refused(
-    client: Client, make_user, admin_api: k8s.ApiClient, control_plane, namespace: str
+    client: Client, make_user, admin_api: k8s.ApiClient, limited_cluster, namespace: str
 ) -> None:  # type: ignore[no-untyped-def]
     """The related reads run concurrently; one refused (here: events) costs only its own section."""
-    core = k8s.CoreV1Api(admin_api)
-    rbac = k8s.RbacAuthorizationV1Api(admin_api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "no-events"}})
     rules = [
         {"apiGroups": [""], "resources": ["services", "pods"], "verbs": ["get", "list"]},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
     ]
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": "no-events"}, "rules": rules})
-    rbac.create_namespaced_role_binding(
-        namespace,
-        {
-            "metadata": {"name": "no-events"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "no-events"},
-            "subjects": [{"kind": "ServiceAccount", "name": "no-events", "namespace": namespace}],
-        },
-    )
-    token = core.create_namespaced_service_account_token("no-events", namespace, {"spec": {"expirationSeconds": 600}})
-    from console import kube
-
-    limited = Cluster(name="limited")
-    limited.set_credentials(kube.Credentials(control_plane.server, control_plane.ca_pem, token=token.status.token))
-    limited.save()
+    limited = limited_cluster("limited", rules)
+    core = k8s.CoreV1Api(admin_api)
     core.create_namespaced_pod(
         namespace,
         {"metadata": {"name": "pod-x", "labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
