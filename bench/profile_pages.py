@@ -47,7 +47,7 @@ def parts(browser, url: str, namespace: str, calls: int) -> None:  # type: ignor
     from django.template import loader
 
     from console.access import namespace_access
-    from services import views
+    from services import listing, views
 
     captured: dict = {}
     real_render = views.render
@@ -75,8 +75,8 @@ def parts(browser, url: str, namespace: str, calls: int) -> None:  # type: ignor
     def rows() -> None:
         base = url
         [
-            views._row(item, [], base, views._row_labels(True))
-            for item in views.api.list_services(context["access"].cluster, namespace, limit=20)[0]
+            listing.row(item, [], base, listing.row_labels(True))
+            for item in listing.api.list_services(context["access"].cluster, namespace, limit=20)[0]
         ]
 
     probes = {
@@ -135,7 +135,7 @@ def main() -> int:
         from django.test import Client
         from django.urls import reverse
 
-        from services.views import PAGE_SIZE
+        from services.listing import PAGE_SIZE
 
         empty_url = reverse("services:list", args=[run.CLUSTER, bench.empty_namespace])
 

@@ -332,7 +332,7 @@ class Bench:
         from console.informer import informers
         from console.models import Cluster
         from services import api as services_api
-        from services.views import PAGE_SIZE
+        from services.listing import PAGE_SIZE
 
         self.details["page_size"] = PAGE_SIZE
         browser = Client()

@@ -15,7 +15,7 @@ from console import informer as informer_module
 from console import kube
 from console.informer import informers
 from console.models import Cluster, Role
-from services import api, views
+from services import api, listing
 from tests.helpers import HTMX, service_form
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
@@ -140,14 +140,14 @@ def test_a_users_own_writes_are_in_the_next_list_even_before_the_watch_delivers_
 
     saved = web.post(url(namespace, "create/"), service_form("fresh"), **HTMX)
     assert saved.status_code == 200 and saved["HX-Redirect"]
-    written = web.session[views.WRITES_KEY][f"{cluster.pk}/{namespace}"]
+    written = web.session[listing.WRITES_KEY][f"{cluster.pk}/{namespace}"]
     resource_version = k8s.CoreV1Api(admin_api).read_namespaced_service("fresh", namespace).metadata.resource_version
     assert written[0] == int(resource_version)
     assert [r["name"] for r in web.get(url(namespace)).context["rows"]] == ["fresh", "old"]
 
     deleted = web.post(url(namespace, "old/delete/"), {"uid": created.metadata.uid}, **HTMX)
     assert deleted.status_code == 200
-    assert web.session[views.WRITES_KEY][f"{cluster.pk}/{namespace}"][1] == [created.metadata.uid]
+    assert web.session[listing.WRITES_KEY][f"{cluster.pk}/{namespace}"][1] == [created.metadata.uid]
     assert [r["name"] for r in web.get(url(namespace)).context["rows"]] == ["fresh"]
     assert live_lists == [], "both answered by the informer once it had the writes"
 
@@ -170,15 +170,15 @@ def test_the_informer_steps_aside_when_it_has_not_seen_the_users_write(
 
     # A write the watch cannot have delivered (as if another worker had made it just now): the page waits a
     # moment, then asks the API server rather than show a list without it.
-    monkeypatch.setattr(views, "WRITE_WAIT_SECONDS", 0.1)
+    monkeypatch.setattr(listing, "WRITE_WAIT_SECONDS", 0.1)
     session = web.session
-    session[views.WRITES_KEY] = {f"{cluster.pk}/{namespace}": (current + 10**9, [], time.time())}
+    session[listing.WRITES_KEY] = {f"{cluster.pk}/{namespace}": (current + 10**9, [], time.time())}
     session.save()
     live_lists.clear()
     page = web.get(url(namespace))
     assert live_lists == [namespace] and [r["name"] for r in page.context["rows"]] == ["shown"]
     # Remembered writes expire: after that the informer answers again.
-    session[views.WRITES_KEY] = {f"{cluster.pk}/{namespace}": (current + 10**9, [], time.time() - 3600)}
+    session[listing.WRITES_KEY] = {f"{cluster.pk}/{namespace}": (current + 10**9, [], time.time() - 3600)}
     session.save()
     live_lists.clear()
     web.get(url(namespace))

@@ -617,7 +617,7 @@ def test_a_list_row_escapes_every_value_it_shows() -> None:
     balancer's status and a selector carry markup a hostile controller could write."""
     from django.utils import translation
 
-    from services import views
+    from services import listing
 
     hostile = '"><img src=x onerror=alert(1)>'
     service = {
@@ -631,7 +631,7 @@ def test_a_list_row_escapes_every_value_it_shows() -> None:
         "status": {"loadBalancer": {"ingress": [{"hostname": hostile}]}},
     }
     with translation.override("en"):
-        row = views._row(service, ["192.0.2.1"], "/clusters/c/namespaces/n/services/", views._row_labels(True))
+        row = listing.row(service, ["192.0.2.1"], "/clusters/c/namespaces/n/services/", listing.row_labels(True))
     html = str(row["html"])
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert html.count("&quot;&gt;&lt;img") == 3  # the load balancer address, the target port, the selector chip

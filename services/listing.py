@@ -1,0 +1,159 @@
+"""The Services list: one page of Services (from the namespace's informer when it can answer, else from the API
+server), its rows as HTML, and the note of a user's own writes that keeps the informer honest for them."""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+
+from console.access import Access
+from services import api
+from services import manifest as m
+
+PAGE_SIZE = 20
+
+
+# A user's own writes, so their next list of the namespace shows them even when it is answered from the informer
+# (``console.informer``): per cluster and namespace, the highest resourceVersion written and the uids deleted.
+WRITES_KEY = "service_writes"
+WRITES_KEPT_SECONDS = 120
+WRITE_WAIT_SECONDS = 2.0
+
+
+def remember_write(
+    request: HttpRequest, access: Access, namespace: str, *, resource_version: str = "", deleted_uid: str = ""
+) -> None:
+    now = time.time()
+    writes = {
+        key: entry for key, entry in request.session.get(WRITES_KEY, {}).items() if now - entry[2] < WRITES_KEPT_SECONDS
+    }
+    key = f"{access.cluster.pk}/{namespace}"
+    version, deleted, _at = writes.get(key, (0, [], now))
+    if resource_version.isdigit():
+        version = max(version, int(resource_version))
+    if deleted_uid:
+        deleted = [*deleted[-19:], deleted_uid]
+    writes[key] = (version, deleted, now)
+    request.session[WRITES_KEY] = writes
+
+
+def _own_writes(request: HttpRequest, access: Access, namespace: str) -> tuple[int, tuple[str, ...]] | None:
+    entry = request.session.get(WRITES_KEY, {}).get(f"{access.cluster.pk}/{namespace}")
+    if entry is None or time.time() - entry[2] >= WRITES_KEPT_SECONDS:
+        return None
+    return entry[0], tuple(entry[1])
+
+
+# A list row is built as one string: through the template engine the 20 rows took half of the page's time (about
+# 25 variable lookups and 3 loops each), and through format_html still 0.1 ms a row. Every value is escaped with
+# html.escape (what Django's escape does) exactly once; the labels are translated and escaped once per page.
+_ROW = (
+    '<tr><td><a href="{url}">{name}</a></td><td><span class="tag">{type}</span></td>'
+    '<td class="mono">{access}</td><td class="mono">{ports}</td><td>{selector}</td>'
+    '<td><time datetime="{created}">{created_text}</time></td><td class="row-menu">{menu}</td></tr>'
+)
+_ROW_MENU = (
+    '<details class="menu"><summary aria-label="{actions}">︙</summary><div class="menu-items">'
+    '<a href="{url}edit/">{edit}</a><a href="{url}edit-yaml/">{edit_yaml}</a>'
+    '<a class="danger" href="{url}?delete" data-delete-url="{url}delete/" data-uid="{uid}" data-name="{name}">'
+    "{delete}</a></div></details>"
+)
+
+
+_NO_SELECTOR = '<span class="muted">—</span>'
+
+
+def row_labels(can_edit: bool) -> dict[str, str]:
+    """The row's fixed words in the active language, escaped once per page."""
+    labels = {"pending": _("LB address pending")}
+    if can_edit:
+        labels |= {
+            "actions": _("Actions for %(name)s"),
+            "edit": _("Edit"),
+            "edit_yaml": _("Edit YAML"),
+            "delete": _("Delete"),
+        }
+    return {key: escape(value) for key, value in labels.items()}
+
+
+def row(service: dict, node_ips: list[str], base_url: str, labels: dict[str, str]) -> dict[str, Any]:
+    spec, metadata = service.get("spec", {}), service["metadata"]
+    name, url = metadata["name"], f"{base_url}{metadata['name']}/"
+    created = metadata.get("creationTimestamp", "")
+    row = {
+        "name": name,
+        "url": url,
+        "uid": metadata.get("uid", ""),
+        "type": spec.get("type", m.CLUSTER_IP),
+        "access": m.access_addresses(service, node_ips),
+        "pending": m.load_balancer_pending(service),
+        "ports": [
+            f"{p.get('port')}{':' + str(p['nodePort']) if p.get('nodePort') else ''}/{p.get('protocol', 'TCP')}"
+            + (f" → {p['targetPort']}" if p.get("targetPort") not in (None, p.get("port")) else "")
+            for p in spec.get("ports") or []
+        ],
+        "selector": [f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())],
+        "created": created,
+    }
+    safe = {"name": escape(name), "url": escape(url), "uid": escape(row["uid"])}
+    access = "".join(f"<div>{escape(address)}</div>" for address in row["access"])
+    if row["pending"]:
+        access += f'<div class="muted">{labels["pending"]}</div>'
+    menu = ""
+    if "actions" in labels:
+        menu = _ROW_MENU.format(
+            actions=labels["actions"] % {"name": safe["name"]},
+            edit=labels["edit"],
+            edit_yaml=labels["edit_yaml"],
+            delete=labels["delete"],
+            **safe,
+        )
+    row["html"] = mark_safe(  # noqa: S308 - every value above is escaped
+        _ROW.format(
+            type=escape(row["type"]),
+            access=access,
+            ports="".join(f"<div>{escape(port)}</div>" for port in row["ports"]),
+            selector="".join(f'<span class="chip">{escape(s)}</span>' for s in row["selector"]) or _NO_SELECTOR,
+            created=escape(created),
+            created_text=escape(f"{created[:10]} {created[11:16]}"),
+            menu=menu,
+            url=safe["url"],
+            name=safe["name"],
+        )
+    )
+    return row
+
+
+def services_page(
+    request: HttpRequest, access: Access, namespace: str, query: str, type_filter: str, page: int, continue_token: str
+) -> tuple[list[dict], bool, str]:
+    """One page of the list: (Services, whether more follow, the continue token for the next page or '').
+
+    From the namespace's informer when it can answer (this user's own writes included), filtered and paged in
+    memory; otherwise from the API server: one page with ``limit``/``continue``, or, for a filter (the API cannot
+    filter by substring or type) or a page number, the whole namespace paged in memory."""
+    cached = None
+    if not continue_token:
+        written = _own_writes(request, access, namespace)
+        at_least, deleted = written or (0, ())
+        wait = WRITE_WAIT_SECONDS if written else 0.0
+        cached = api.cached_services(access.cluster, namespace, at_least=at_least, without=deleted, wait=wait)
+    if cached is None and not (query or type_filter or page > 1):
+        items, next_token = api.list_services(
+            access.cluster, namespace, limit=PAGE_SIZE, continue_token=continue_token or None
+        )
+        return items, bool(next_token), next_token
+    everything = cached if cached is not None else api.list_services(access.cluster, namespace)[0]
+    if query or type_filter:
+        everything = [
+            s
+            for s in everything
+            if query.lower() in s["metadata"]["name"]
+            and (not type_filter or s.get("spec", {}).get("type") == type_filter)
+        ]
+    return everything[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], len(everything) > page * PAGE_SIZE, ""
