@@ -72,6 +72,8 @@ class Informer:
         self.failed = False  # ended because the API server kept refusing or failing, not for being idle
         self.started_at = time.monotonic()
         self.first_sync_seconds: float | None = None  # from the start to the first complete list
+        self.lists = 0  # complete lists so far: 1, unless the watch failed or its resourceVersion expired
+        self.watches = 0  # watches opened so far (the API server ends each after WATCH_SECONDS)
         self._response: Any = None
         self._thread = threading.Thread(target=self._run, name=f"informer:{namespace}", daemon=True)
         self._thread.start()
@@ -177,6 +179,7 @@ class Informer:
             self._sorted = None
             self._resource_version = int(page["metadata"]["resourceVersion"])
             self._synced_now()
+            self.lists += 1
             if self.first_sync_seconds is None:
                 self.first_sync_seconds = time.monotonic() - self.started_at
             self._changed.notify_all()
@@ -198,6 +201,8 @@ class Informer:
                 raise _Gone from None
             raise
         self._response = response
+        self.watches += 1
+        ended = False
         try:
             if self._stopped.is_set():  # stop() ran while the request was being sent
                 return
@@ -210,9 +215,13 @@ class Informer:
                 for line in lines:
                     if line.strip():
                         self._apply(json.loads(line))
+            ended = True
         finally:
             self._response = None
-            response.release_conn()
+            if ended:
+                response.release_conn()
+            else:
+                response.close()  # left mid-stream: the connection still carries the watch, so it is not reused
 
     def _apply(self, event: dict) -> None:
         kind, obj = event.get("type"), event.get("object") or {}

@@ -291,3 +291,17 @@ def test_node_addresses_of_nodeport_rows_come_from_a_node_informer(
     eventually(lambda: f"203.0.113.8:{node_port}" in web.get(url(namespace)).content.decode())
     assert "list_node" not in api_calls
     core.delete_node(node_name)
+
+
+def test_the_watch_is_renewed_from_its_resource_version_without_a_new_list(
+    cluster: Cluster, admin_api: k8s.ApiClient, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API server ends every watch after WATCH_SECONDS; the informer goes on from where it was, so nothing
+    is missed in between and the namespace is not listed again."""
+    monkeypatch.setattr(informer_module, "WATCH_SECONDS", 1)
+    informer = informer_of(cluster, namespace)
+    eventually(lambda: informer.synced)
+    time.sleep(2.5)  # two renewals
+    create(admin_api, namespace, "after-renewals")
+    eventually(lambda: names(informer) == ["after-renewals"])
+    assert informer.synced and informer.lists == 1 and informer.watches >= 3
