@@ -377,9 +377,7 @@ class Bench:
                 if time.perf_counter() - began > 60:
                     raise RuntimeError(f"the informer of {namespace} did not sync within 60 s")
                 time.sleep(0.002)
-            informer = informers.get(
-                cluster, "services", namespace, services_api._service_lister, services_api._slim_service
-            )
+            informer = informers.get(cluster, services_api.SERVICES, namespace)
             self.figures[f"informer_sync_ms_{size}"] = informer.first_sync_seconds * 1000
 
         def live_page(url: str) -> Callable[[], None]:

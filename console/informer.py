@@ -26,12 +26,13 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Collection, Hashable
 from typing import Any
 
 from kubernetes import client
 
 from console import kube
+from console.kube import Kind, Lister, Slim
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,6 @@ IDLE_SECONDS = 600
 MAX_INFORMERS = 64
 RETRY_DELAYS = (0.2, 1.0, 3.0)  # between failed rounds; after the last, the informer ends
 RESTART_AFTER = 30.0  # seconds before an informer that ended failing is started again
-
-Lister = Callable[[client.ApiClient], Callable[..., Any]]
-Slim = Callable[[dict], dict]
 
 
 class _Gone(Exception):
@@ -263,10 +261,10 @@ class Informers:
         self._lock = threading.Lock()
         self._informers: OrderedDict[Hashable, Informer] = OrderedDict()
 
-    def get(self, cluster, kind: str, namespace: str, lister: Lister, slim: Slim) -> Informer | None:  # type: ignore[no-untyped-def]
+    def get(self, cluster, kind: Kind, namespace: str = "") -> Informer | None:  # type: ignore[no-untyped-def]
         """The running informer, started on first use (it answers once it has listed); None while one that kept
         failing rests, or when the cluster's credentials cannot be read."""
-        key = (cluster.pk, cluster.credentials_version, kind, namespace)
+        key = (cluster.pk, cluster.credentials_version, kind.name, namespace)
         with self._lock:
             informer = self._informers.get(key)
             if informer is not None:
@@ -286,7 +284,7 @@ class Informers:
             api_client = kube.watch_client_for(cluster)
         except (kube.ClusterUnavailable, kube.KubeconfigError):
             return None
-        informer = Informer(api_client, namespace, lister, slim)
+        informer = Informer(api_client, namespace, kind.lister, kind.slim)
         with self._lock:
             raced = self._informers.get(key)
             if raced is not None and raced.running:
@@ -294,6 +292,12 @@ class Informers:
                 return raced
             self._informers[key] = informer
         return informer
+
+    def snapshot(self, cluster, kind: Kind, namespace: str = "", **conditions: Any) -> list[dict] | None:  # type: ignore[no-untyped-def]
+        """``Informer.snapshot`` of the (started on first use) informer, or None when there is none to ask: the
+        caller then asks the API server."""
+        informer = self.get(cluster, kind, namespace)
+        return informer.snapshot(**conditions) if informer is not None else None
 
     def clear(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -506,13 +506,37 @@ def server_version(cluster) -> str:  # type: ignore[no-untyped-def]
         raise ClusterUnavailable(unavailable_message(ApiException(status=error.status))) from None
 
 
-def _namespace_lister(api_client: client.ApiClient):  # type: ignore[no-untyped-def]
-    list_namespace = client.CoreV1Api(api_client).list_namespace
-    return lambda _namespace, **kwargs: list_namespace(**kwargs)  # cluster-scoped: the informer's namespace is ""
+# --- what informers follow (``console.informer``) --------------------------------------------------------------
+
+Lister = Callable[[client.ApiClient], Callable[..., Any]]
+Slim = Callable[[dict], dict]
 
 
-def _namespace_names(item: dict) -> dict:
+@dataclass(frozen=True)
+class Kind:
+    """What an informer follows: ``lister(api_client)`` is the client's list method (called with the namespace
+    first; see ``cluster_scoped``), ``slim`` keeps the fields the pages need of each object."""
+
+    name: str
+    lister: Lister
+    slim: Slim
+
+
+def cluster_scoped(list_method: Callable[[client.CoreV1Api], Callable[..., Any]]) -> Lister:
+    """A Lister for a cluster-scoped list method: its informer's namespace is "" and is not passed on."""
+
+    def lister(api_client: client.ApiClient) -> Callable[..., Any]:
+        list_all = list_method(client.CoreV1Api(api_client))
+        return lambda _namespace, **kwargs: list_all(**kwargs)
+
+    return lister
+
+
+def _name_only(item: dict) -> dict:
     return {"metadata": {key: item["metadata"][key] for key in ("name", "uid", "resourceVersion")}}
+
+
+NAMESPACES = Kind("namespaces", cluster_scoped(lambda core: core.list_namespace), _name_only)
 
 
 def list_namespaces(cluster) -> list[str]:  # type: ignore[no-untyped-def]
@@ -520,8 +544,7 @@ def list_namespaces(cluster) -> list[str]:  # type: ignore[no-untyped-def]
     namespace picker is on every list page a cluster-wide user opens), else asked live."""
     from console.informer import informers
 
-    informer = informers.get(cluster, "namespaces", "", _namespace_lister, _namespace_names)
-    snapshot = informer.snapshot() if informer is not None else None
+    snapshot = informers.snapshot(cluster, NAMESPACES)
     if snapshot is not None:
         return [item["metadata"]["name"] for item in snapshot]
     try:

@@ -14,6 +14,7 @@ from kubernetes import client
 
 from console import kube
 from console.informer import informers
+from console.kube import Kind, cluster_scoped
 from console.models import Cluster
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -40,10 +41,6 @@ def list_services(
     return result["items"], result["metadata"].get("continue", "")
 
 
-def _service_lister(api_client: client.ApiClient):  # type: ignore[no-untyped-def]
-    return client.CoreV1Api(api_client).list_namespaced_service
-
-
 def _slim_service(service: dict) -> dict:
     """What a list row needs: labels, annotations (``last-applied-configuration`` above all) and managed fields
     are left out, so a cached namespace of 5,000 Services stays a few megabytes."""
@@ -57,16 +54,16 @@ def _slim_service(service: dict) -> dict:
     }
 
 
+SERVICES = Kind("services", lambda api_client: client.CoreV1Api(api_client).list_namespaced_service, _slim_service)
+
+
 def cached_services(
     cluster: Cluster, namespace: str, *, at_least: int = 0, without: tuple[str, ...] = (), wait: float = 0.0
 ) -> list[dict] | None:
     """The namespace's Services sorted by name from its informer (``console.informer``), started on first use; None
     when it cannot answer yet (the caller lists them live). ``at_least`` / ``without``: the resourceVersion written
     and the uids deleted by this user, which the answer must already reflect."""
-    informer = informers.get(cluster, "services", namespace, _service_lister, _slim_service)
-    if informer is None:
-        return None
-    return informer.snapshot(at_least=at_least, without=without, wait=wait)
+    return informers.snapshot(cluster, SERVICES, namespace, at_least=at_least, without=without, wait=wait)
 
 
 def get_service(cluster: Cluster, namespace: str, name: str) -> dict:
@@ -95,11 +92,6 @@ def delete_service(cluster: Cluster, namespace: str, name: str, uid: str) -> boo
     return True
 
 
-def _node_lister(api_client: client.ApiClient):  # type: ignore[no-untyped-def]
-    list_node = client.CoreV1Api(api_client).list_node
-    return lambda _namespace, **kwargs: list_node(**kwargs)  # cluster-scoped: the informer's namespace is ""
-
-
 def _node_addresses_only(node: dict) -> dict:
     metadata = node["metadata"]
     return {
@@ -108,12 +100,14 @@ def _node_addresses_only(node: dict) -> dict:
     }
 
 
+NODES = Kind("nodes", cluster_scoped(lambda core: core.list_node), _node_addresses_only)
+
+
 def node_addresses(cluster: Cluster) -> list[str]:
     """Node IPs for NodePort addresses (read with the console's credential: namespace users cannot list nodes).
     External addresses first, then internal ones. From the cluster's node informer once it has listed them (a
     list page with NodePort rows would otherwise ask for every node on each view), else asked live."""
-    informer = informers.get(cluster, "nodes", "", _node_lister, _node_addresses_only)
-    nodes = informer.snapshot() if informer is not None else None
+    nodes = informers.snapshot(cluster, NODES)
     if nodes is None:
         nodes = _call(_core(cluster).list_node)["items"]
     ranked: list[tuple[int, str]] = []

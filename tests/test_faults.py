@@ -58,9 +58,7 @@ def test_a_stopped_api_server_is_reported_and_other_clusters_keep_working(
 ) -> None:
     assert operator.get("/clusters/doomed/namespaces/default/services/").status_code == 200
     # That first view started the namespace's informer; once it has listed, the list is answered from it.
-    informer = informers.get(
-        Cluster.objects.get(name="doomed"), "services", "default", api._service_lister, api._slim_service
-    )
+    informer = informers.get(Cluster.objects.get(name="doomed"), api.SERVICES, "default")
     assert informer is not None
     deadline = time.monotonic() + 5
     while not informer.synced and time.monotonic() < deadline:

@@ -66,7 +66,7 @@ def create(admin_api: k8s.ApiClient, namespace: str, name: str, **spec: object) 
 
 
 def informer_of(cluster: Cluster, namespace: str) -> informer_module.Informer:
-    informer = informers.get(cluster, "services", namespace, api._service_lister, api._slim_service)
+    informer = informers.get(cluster, api.SERVICES, namespace)
     assert informer is not None
     return informer
 
@@ -221,7 +221,7 @@ def test_credentials_that_may_list_but_not_watch_keep_the_page_working(
     listing = f"/clusters/limited/namespaces/{namespace}/services/"
     assert [r["name"] for r in client.get(listing).context["rows"]] == ["visible"]
     # The first view started the informer; the API server refuses its watch, so it gives up and rests.
-    eventually(lambda: informers.get(limited, "services", namespace, api._service_lister, api._slim_service) is None)
+    eventually(lambda: informers.get(limited, api.SERVICES, namespace) is None)
     for _ in range(2):
         assert [r["name"] for r in client.get(listing).context["rows"]] == ["visible"]
     assert live_lists == [namespace] * 3
@@ -252,7 +252,7 @@ def test_the_namespace_picker_of_a_cluster_wide_user_comes_from_an_informer_too(
     client.force_login(make_user("admin", role=Role.CLUSTER_ADMIN, cluster=cluster))
     first = client.get(url(namespace))
     assert namespace in first.context["namespaces"] and "default" in first.context["namespaces"]
-    informer = informers.get(cluster, "namespaces", "", kube._namespace_lister, kube._namespace_names)
+    informer = informers.get(cluster, kube.NAMESPACES)
     assert informer is not None
     eventually(lambda: informer.synced)
 
@@ -280,7 +280,7 @@ def test_node_addresses_of_nodeport_rows_come_from_a_node_informer(
     service = create(admin_api, namespace, "exposed", type="NodePort")
     node_port = service.spec.ports[0].node_port
     assert f"203.0.113.7:{node_port}" in web.get(url(namespace)).content.decode()
-    nodes = informers.get(cluster, "nodes", "", api._node_lister, api._node_addresses_only)
+    nodes = informers.get(cluster, api.NODES)
     assert nodes is not None
     eventually(lambda: nodes.synced)
 
