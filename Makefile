@@ -11,7 +11,7 @@ PORT ?= 8000
 # per version into ~/.cache; migrations run every time (a no-op when current).
 setup: $(VENV)/.installed
 	$(BIN)/python manage.py compilemessages --ignore=.venv --verbosity 0
-	$(BIN)/python manage.py localcluster build >/dev/null
+	$(BIN)/python -m tools.localcluster build >/dev/null
 	$(BIN)/python manage.py migrate --verbosity 0
 
 $(VENV)/.installed: pyproject.toml
@@ -21,8 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/python manage.py localcluster up >/dev/null
-	$(BIN)/python manage.py demo --url http://$(HOST):$(PORT)/
+	$(BIN)/python manage.py demo --kubeconfig "$$($(BIN)/python -m tools.localcluster up)" --url http://$(HOST):$(PORT)/
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: setup lint
@@ -54,4 +53,4 @@ messages: $(VENV)/.installed
 	  --ignore=.venv --ignore=staticfiles --ignore=data --ignore=tests --ignore=bench --ignore=artifacts
 
 clean-cluster: $(VENV)/.installed
-	$(BIN)/python manage.py localcluster down
+	$(BIN)/python -m tools.localcluster down

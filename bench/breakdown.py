@@ -29,7 +29,8 @@ class Timers:
         from django.db import connection
         from django.template.backends import django as django_backend
 
-        from console import access, audit, kube
+        import kube
+        from clusters import access, audit
         from services import api
         from services.forms import ServiceFormBundle
 
@@ -67,8 +68,8 @@ class Timers:
         self.counts = dict.fromkeys(keys, 0)
         self.intervals: list[tuple[float, float]] = []
 
-    def _timed(self, label: str, function):  # type: ignore[no-untyped-def]
-        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def _timed(self, label: str, function):
+        def wrapper(*args, **kwargs):
             began = time.perf_counter()
             try:
                 return function(*args, **kwargs)
@@ -78,11 +79,11 @@ class Timers:
 
         return wrapper
 
-    def _timed_calls(self, function):  # type: ignore[no-untyped-def]
+    def _timed_calls(self, function):
         """The Kubernetes calls as wall-clock intervals: the detail page makes some at once, from threads, so
         their time is the union of the intervals, not the sum."""
 
-        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):
             began = time.perf_counter()
             try:
                 return function(*args, **kwargs)
@@ -100,7 +101,7 @@ class Timers:
                 end = ended
         return covered, len(self.intervals)
 
-    def _query(self, execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+    def _query(self, execute, sql, params, many, context):
         began = time.perf_counter()
         try:
             return execute(sql, params, many, context)

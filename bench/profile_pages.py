@@ -28,7 +28,7 @@ from bench import breakdown as breakdown_  # noqa: E402 - the project root must 
 from bench import run  # noqa: E402
 
 
-def breakdown(timers: breakdown_.Timers, name: str, call, calls: int) -> None:  # type: ignore[no-untyped-def]
+def breakdown(timers: breakdown_.Timers, name: str, call, calls: int) -> None:
     rows = breakdown_.measure(timers, call, calls)
     total = rows[0][1]
     print(f"\n===== {name}: {total:.2f} ms per call ({calls} calls) =====")
@@ -36,7 +36,7 @@ def breakdown(timers: breakdown_.Timers, name: str, call, calls: int) -> None:  
         print(f"  {label:66s} {ms:7.2f} ms  {ms / total:6.1%}  {count + ' per call' if count else ''}")
 
 
-def parts(browser, url: str, namespace: str, calls: int) -> None:  # type: ignore[no-untyped-def]
+def parts(browser, url: str, namespace: str, calls: int) -> None:
     """The list page taken apart, each part timed alone (medians, wall clock): the templates rendered again with
     the context of one real request, with and without rows and row menus; and the view's fixed costs."""
     import statistics
@@ -46,13 +46,13 @@ def parts(browser, url: str, namespace: str, calls: int) -> None:  # type: ignor
     from django.contrib.auth import get_user
     from django.template import loader
 
-    from console.access import namespace_access
+    from clusters.access import namespace_access
     from services import listing, views
 
     captured: dict = {}
     real_render = views.render
 
-    def capture(request, template, context, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def capture(request, template, context, *args, **kwargs):
         captured.update(request=request, context=dict(context))
         return real_render(request, template, context, *args, **kwargs)
 

@@ -396,7 +396,7 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         "",
         "### Where the console's time goes",
         "",
-        "Measured after the comparisons with timers around the Kubernetes calls (`console.kube.call`; the "
+        "Measured after the comparisons with timers around the Kubernetes calls (`kube.call`; the "
         "detail page makes its related reads at once, so this is the time during which any call was in flight), the "
         "database (an execute wrapper), template rendering (the template backend's `render`, context processors "
         "included) and the view inside the middleware (`BaseHandler._get_response`); no profiler, so no "

@@ -225,8 +225,9 @@ class Bench:
     def start_cluster(self) -> None:
         from kubernetes import client, config
 
-        from console import kube, localcluster
-        from console.models import Cluster, Grant, Role
+        import kube
+        from clusters.models import Cluster, Grant, Role
+        from tools import localcluster
 
         self.plane = localcluster.ControlPlane(localcluster.ensure_binaries(log=log))
         state = self.plane.start(log=log)
@@ -329,8 +330,8 @@ class Bench:
         from django.test import Client
         from django.urls import reverse
 
-        from console.informer import informers
-        from console.models import Cluster
+        from clusters.models import Cluster
+        from kube.informer import informers
         from services import api as services_api
         from services.listing import PAGE_SIZE
 
@@ -448,7 +449,7 @@ class Bench:
 
         self.create_comparison("")
 
-    def watch_delay(self, cluster) -> None:  # type: ignore[no-untyped-def]
+    def watch_delay(self, cluster) -> None:
         """How far behind the API server the informer is: the time from a raw create's answer until the informer
         of its namespace holds the new Service (the list page shows it from then on)."""
         from services import api as services_api

@@ -70,7 +70,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
-    "console",
+    "clusters",
     "services",
 ]
 
@@ -141,7 +141,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_FAILURE_LIMIT = int(os.environ.get("CONSOLE_LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_WINDOW_SECONDS = 15 * 60
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "console:cluster_list"
+LOGIN_REDIRECT_URL = "clusters:cluster_list"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"

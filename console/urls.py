@@ -4,18 +4,10 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from console import views
-from console.forms import LoginForm
-
-console_patterns = [
-    path("", views.home, name="home"),
-    path("clusters/", views.cluster_list, name="cluster_list"),
-    path("clusters/<slug:cluster>/", views.cluster_detail, name="cluster_detail"),
-    path("clusters/<slug:cluster>/status/", views.cluster_status, name="cluster_status"),
-]
+from clusters.forms import LoginForm
 
 urlpatterns = [
-    path("", include((console_patterns, "console"))),
+    path("", include("clusters.urls")),
     path("", include("services.urls")),
     path(
         "login/",

@@ -12,10 +12,10 @@ from typing import Any
 from django.utils import translation
 from kubernetes import client
 
-from console import kube
-from console.informer import informers
-from console.kube import Kind, cluster_scoped
-from console.models import Cluster
+import kube
+from clusters.models import Cluster
+from kube import Kind, cluster_scoped
+from kube.informer import informers
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
@@ -60,7 +60,7 @@ SERVICES = Kind("services", lambda api_client: client.CoreV1Api(api_client).list
 def cached_services(
     cluster: Cluster, namespace: str, *, at_least: int = 0, without: tuple[str, ...] = (), wait: float = 0.0
 ) -> list[dict] | None:
-    """The namespace's Services sorted by name from its informer (``console.informer``), started on first use; None
+    """The namespace's Services sorted by name from its informer (``kube.informer``), started on first use; None
     when it cannot answer yet (the caller lists them live). ``at_least`` / ``without``: the resourceVersion written
     and the uids deleted by this user, which the answer must already reflect."""
     return informers.snapshot(cluster, SERVICES, namespace, at_least=at_least, without=without, wait=wait)
@@ -251,7 +251,7 @@ def related_objects(
     message ('' when none failed)."""
     language = translation.get_language()
 
-    def read(function, *args):  # type: ignore[no-untyped-def]
+    def read(function, *args):
         with translation.override(language):  # error messages in the user's language
             return function(*args)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
-from console import kube
-from console.models import Cluster
+import kube
+from clusters.models import Cluster
 from services import api
 
 

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
-from console.access import Access
+from clusters.access import Access
 from services import api
 from services import manifest as m
 
@@ -19,7 +19,7 @@ PAGE_SIZE = 20
 
 
 # A user's own writes, so their next list of the namespace shows them even when it is answered from the informer
-# (``console.informer``): per cluster and namespace, the highest resourceVersion written and the uids deleted.
+# (``kube.informer``): per cluster and namespace, the highest resourceVersion written and the uids deleted.
 WRITES_KEY = "service_writes"
 WRITES_KEPT_SECONDS = 120
 WRITE_WAIT_SECONDS = 2.0

@@ -13,8 +13,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from console import audit, kube
-from console.access import Access, cluster_for_user, namespace_access
+import kube
+from clusters import audit
+from clusters.access import Access, cluster_for_user, namespace_access
 from services import api, checks, listing
 from services import manifest as m
 from services.forms import (
@@ -89,7 +90,7 @@ def pick_namespace(request: HttpRequest, cluster: str) -> HttpResponse:
         return redirect("services:list", cluster, wanted)
     namespaces = _namespaces(access)
     if not namespaces:
-        return redirect("console:cluster_detail", cluster)
+        return redirect("clusters:cluster_detail", cluster)
     return redirect("services:list", cluster, "default" if "default" in namespaces else namespaces[0])
 
 

@@ -12,9 +12,10 @@ from django.contrib.auth import get_user_model
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from console import kube, localcluster
-from console.informer import informers
-from console.models import Cluster, Grant, Role
+import kube
+from clusters.models import Cluster, Grant, Role
+from kube.informer import informers
+from tools import localcluster
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +64,7 @@ def _isolated_clients() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: settings) -> None:  # type: ignore[valid-type]
+def _fast_password_hashing(settings: settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
@@ -80,10 +81,10 @@ def cluster(db: None, admin_credentials: kube.Credentials) -> Cluster:
 
 
 @pytest.fixture
-def make_user(db: None):  # type: ignore[no-untyped-def]
+def make_user(db: None):
     """make_user("alice", role=Role.NS_EDIT, cluster=c, namespace="ns") -> a user holding that grant."""
 
-    def make(username: str, *, role: Role | None = None, cluster: Cluster | None = None, namespace: str = "", **extra):  # type: ignore[no-untyped-def]
+    def make(username: str, *, role: Role | None = None, cluster: Cluster | None = None, namespace: str = "", **extra):
         user = get_user_model().objects.create_user(username, password="pw-" + username, **extra)
         if role is not None:
             Grant.objects.create(
@@ -111,7 +112,7 @@ def service_account_token(admin_api: client.ApiClient, namespace: str) -> str:
 
 
 @pytest.fixture
-def limited_cluster(admin_api: client.ApiClient, control_plane: localcluster.ControlPlane, namespace: str):  # type: ignore[no-untyped-def]
+def limited_cluster(admin_api: client.ApiClient, control_plane: localcluster.ControlPlane, namespace: str):
     """limited_cluster(name, rules) -> a Cluster named ``name``, registered with the token of a ServiceAccount that
     holds only ``rules`` (a Role in the test's namespace): credentials the API server refuses some calls."""
 
@@ -176,7 +177,7 @@ def metallb(admin_api: client.ApiClient) -> Iterator[list[str]]:
     _wait_for(gone)
 
 
-def _wait_for(probe, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(probe, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import datetime
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+import kube
+from clusters import audit
+from clusters.models import AuditEntry, Cluster
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form, refusing further attempts after too many failures for a username or an address.
+    Failures are counted from the audit log, so the limit holds across all worker processes."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "throttled": _("Too many failed log-ins. Wait %(minutes)d minutes and try again."),
+    }
+
+    def _address(self) -> str:
+        return self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+
+    def clean(self) -> dict:
+        username = (self.cleaned_data.get("username") or "")[:150]
+        since = timezone.now() - datetime.timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+        failures = AuditEntry.objects.filter(action="login", result="failed", when__gte=since)
+        source = f"from {self._address()}"
+        limit = settings.LOGIN_FAILURE_LIMIT
+        if (
+            failures.filter(username=username).count() >= limit
+            or failures.filter(Q(detail=source)).count() >= 10 * limit
+        ):
+            raise forms.ValidationError(
+                self.error_messages["throttled"],
+                code="throttled",
+                params={"minutes": settings.LOGIN_FAILURE_WINDOW_SECONDS // 60},
+            )
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            if self.request is not None:
+                audit.record(self.request, action="login", result="failed", username=username, detail=source)
+            raise
+
+
+class ClusterForm(forms.ModelForm):
+    """Register or update a cluster. Credentials are write-only: the fields are never filled from the database,
+    and leaving them all empty on an existing cluster keeps what is stored."""
+
+    error_messages = {
+        "no_credentials": _("Give a kubeconfig, or an API server URL with a token or a client certificate and key."),
+        "both": _("Give either a kubeconfig or separate credentials, not both."),
+        "unreachable": _("The cluster could not be reached with these credentials: %(reason)s"),
+    }
+
+    kubeconfig = forms.FileField(
+        label=_("kubeconfig file"),
+        required=False,
+        help_text=_("Only inline data is accepted: no exec, auth-provider, token files or certificate paths."),
+    )
+    context = forms.CharField(
+        label=_("context"), required=False, help_text=_("The kubeconfig context to use; empty for its current one.")
+    )
+    server_url = forms.CharField(
+        label=_("API server URL"), required=False, help_text=_("For separate credentials, e.g. https://10.0.0.1:6443")
+    )
+    token = forms.CharField(
+        label=_("bearer token"), required=False, strip=True, widget=forms.PasswordInput(render_value=False)
+    )
+    client_certificate = forms.CharField(
+        label=_("client certificate (PEM)"), required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    client_key = forms.CharField(
+        label=_("client key (PEM)"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Paste the PEM text; it is never shown again."),
+    )
+    certificate_authority = forms.CharField(
+        label=_("certificate authority (PEM)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Empty to trust the system's certificate authorities."),
+    )
+
+    class Meta:
+        model = Cluster
+        fields = ["name", "display_name", "description", "insecure_skip_tls_verify"]
+        help_texts = {
+            "insecure_skip_tls_verify": _(
+                "Accept a cluster whose certificate is not verified, or a plain http:// URL. Anyone on the network "
+                "path can then read and change its traffic."
+            )
+        }
+
+    secret_fields = ("kubeconfig", "token", "client_certificate", "client_key", "certificate_authority")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.new_credentials: kube.Credentials | None = None
+        self.checked_version = ""
+
+    def _credentials(self) -> kube.Credentials | None:
+        data = self.cleaned_data
+        insecure = bool(data.get("insecure_skip_tls_verify"))
+        upload = data.get("kubeconfig")
+        separate = any(data.get(name) for name in ("server_url", "token", "client_certificate", "client_key"))
+        if upload and separate:
+            raise forms.ValidationError(self.error_messages["both"], code="both")
+        if upload:
+            limit = settings.KUBECONFIG_MAX_BYTES
+            text = upload.read(limit + 1)
+            return kube.parse_kubeconfig(text, data.get("context") or None, max_bytes=limit, allow_insecure=insecure)
+        if separate:
+            server = data.get("server_url", "")
+            kube.validate_server_url(server, allow_http=insecure)
+            credentials = kube.Credentials(
+                server=server,
+                ca_data=data.get("certificate_authority", "").encode(),
+                token=data.get("token", ""),
+                client_cert=data.get("client_certificate", "").encode(),
+                client_key=data.get("client_key", "").encode(),
+                insecure_skip_tls_verify=insecure,
+            )
+            if not credentials.token and not credentials.client_cert:
+                raise forms.ValidationError(self.error_messages["no_credentials"], code="no_credentials")
+            if bool(credentials.client_cert) != bool(credentials.client_key):
+                raise kube.KubeconfigError(_("A client certificate needs its key, and a key its certificate."))
+            return credentials
+        if self.instance.pk is None:
+            raise forms.ValidationError(self.error_messages["no_credentials"], code="no_credentials")
+        return None
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            self.new_credentials = self._credentials()
+        except kube.KubeconfigError as error:
+            field = "kubeconfig" if cleaned.get("kubeconfig") else None
+            self.add_error(field, str(error))
+            return cleaned
+        if self.new_credentials is not None:
+            try:
+                self.checked_version = kube.check_connection(self.new_credentials)
+            except (kube.ClusterUnavailable, kube.KubeconfigError) as error:
+                self.add_error(
+                    None,
+                    forms.ValidationError(
+                        self.error_messages["unreachable"], code="unreachable", params={"reason": str(error)}
+                    ),
+                )
+        elif self.instance.pk is not None and "insecure_skip_tls_verify" in self.changed_data:
+            # The flag lives inside the stored credentials too; changing it alone means re-entering them.
+            self.add_error("insecure_skip_tls_verify", _("Give the credentials again to change this setting."))
+        return cleaned
+
+    def save(self, commit: bool = True) -> Cluster:
+        cluster = super().save(commit=False)
+        if self.new_credentials is not None:
+            cluster.set_credentials(self.new_credentials)
+            cluster.kubernetes_version = self.checked_version
+            cluster.reachable = True
+            from django.utils import timezone
+
+            cluster.last_checked = timezone.now()
+        if commit:
+            cluster.save()
+        return cluster

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from clusters import crypto
+from kube import Credentials
+
+dns_label = RegexValidator(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    _("Use lowercase letters, digits and '-', starting and ending with a letter or digit."),
+)
+
+
+class Cluster(models.Model):
+    name = models.CharField(
+        _("name"),
+        max_length=63,
+        unique=True,
+        validators=[dns_label],
+        help_text=_("Used in URLs, e.g. “prod-1”."),
+    )
+    display_name = models.CharField(_("display name"), max_length=100, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    server = models.CharField(_("API server URL"), max_length=500)
+    # Fernet token of the JSON-encoded Credentials; never rendered, listed or logged.
+    encrypted_credentials = models.TextField(editable=False)
+    # Bumped whenever the credentials change, so pooled clients are rebuilt.
+    credentials_version = models.PositiveIntegerField(default=1, editable=False)
+    auth_method = models.CharField(_("authentication"), max_length=40, editable=False, blank=True)
+    insecure_skip_tls_verify = models.BooleanField(
+        _("insecure TLS"),
+        default=False,
+        help_text=_("The server certificate is not verified."),
+    )
+    reachable = models.BooleanField(_("reachable"), null=True, editable=False)
+    kubernetes_version = models.CharField(_("Kubernetes version"), max_length=64, blank=True, editable=False)
+    last_checked = models.DateTimeField(_("last checked"), null=True, editable=False)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("cluster")
+        verbose_name_plural = _("clusters")
+
+    def __str__(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def label(self) -> str:
+        return str(self)
+
+    def set_credentials(self, credentials: Credentials) -> None:
+        self.encrypted_credentials = crypto.encrypt(json.dumps(credentials.to_dict()).encode())
+        self.server = credentials.server
+        self.insecure_skip_tls_verify = credentials.insecure_skip_tls_verify
+        self.auth_method = "token" if credentials.token else "client-certificate"
+        self.credentials_version = (self.credentials_version or 0) + 1
+
+    def credentials(self) -> Credentials:
+        return Credentials.from_dict(json.loads(crypto.decrypt(self.encrypted_credentials)))
+
+
+class Role(models.TextChoices):
+    CLUSTER_ADMIN = "cluster-admin", _("Cluster Admin")
+    CLUSTER_EDIT = "cluster-edit", _("Cluster Edit")
+    CLUSTER_VIEW = "cluster-view", _("Cluster View")
+    NS_ADMIN = "ns-admin", _("NS Admin")
+    NS_EDIT = "ns-edit", _("NS Edit")
+    NS_VIEW = "ns-view", _("NS View")
+
+    @property
+    def is_cluster_wide(self) -> bool:
+        return self.value.startswith("cluster-")
+
+    @property
+    def can_edit(self) -> bool:
+        return not self.value.endswith("-view")
+
+
+class Grant(models.Model):
+    """A role on a cluster (cluster roles) or on one namespace of it (NS roles), for a user or a group."""
+
+    cluster = models.ForeignKey(
+        Cluster,
+        on_delete=models.CASCADE,
+        related_name="grants",
+        verbose_name=_("cluster"),
+    )
+    namespace = models.CharField(
+        _("namespace"),
+        max_length=63,
+        blank=True,
+        validators=[dns_label],
+        help_text=_("Required for NS roles; leave empty for cluster roles."),
+    )
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="cluster_grants",
+        verbose_name=_("user"),
+    )
+    group = models.ForeignKey(
+        Group,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="cluster_grants",
+        verbose_name=_("group"),
+    )
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("role grant")
+        verbose_name_plural = _("role grants")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, group__isnull=True) | Q(user__isnull=True, group__isnull=False),
+                name="grant_user_xor_group",
+            ),
+            models.CheckConstraint(
+                condition=Q(role__startswith="cluster-", namespace="") | (Q(role__startswith="ns-") & ~Q(namespace="")),
+                name="grant_namespace_matches_role",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user or self.group
+        where = f"{self.cluster.name}/{self.namespace}" if self.namespace else self.cluster.name
+        return f"{who}: {self.get_role_display()} @ {where}"
+
+    @property
+    def role_enum(self) -> Role:
+        return Role(self.role)
+
+
+class AuditEntry(models.Model):
+    class Result(models.TextChoices):
+        SUCCESS = "success", _("success")
+        DENIED = "denied", _("denied")
+        FAILED = "failed", _("failed")
+
+    when = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        verbose_name=_("user"),
+    )
+    username = models.CharField(_("username"), max_length=150, blank=True)
+    cluster = models.CharField(_("cluster"), max_length=63, blank=True, db_index=True)
+    namespace = models.CharField(_("namespace"), max_length=63, blank=True, db_index=True)
+    kind = models.CharField(_("kind"), max_length=63, blank=True)
+    object_name = models.CharField(_("object"), max_length=253, blank=True)
+    action = models.CharField(_("action"), max_length=40, db_index=True)
+    result = models.CharField(_("result"), max_length=10, choices=Result.choices)
+    detail = models.TextField(_("detail"), blank=True)
+
+    class Meta:
+        ordering = ["-when", "-id"]
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit log")
+
+    def __str__(self) -> str:
+        return f"{self.when:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.object_name} {self.result}"

@@ -1,0 +1,311 @@
+"""A namespace's objects of one kind kept current by list + watch, so list pages need no API call.
+
+An ``Informer`` lists the namespace once (in chunks), then follows a watch from the list's resourceVersion in a
+daemon thread, applying every ADDED / MODIFIED / DELETED event and bookmark. Readers get a sorted snapshot, or
+``None`` whenever the informer cannot vouch for it, and then ask the API server as before:
+
+* not yet listed, or the watch failed (the informer relists before it answers again);
+* behind a write this user made through the console: the caller passes the written object's resourceVersion and
+  the uids it deleted, and the snapshot waits (briefly) until the watch has delivered them. ResourceVersions of
+  one resource are comparable integers since Kubernetes v1.35 (KEP-5504), which is what makes this check sound.
+
+Changes made elsewhere (kubectl, controllers) appear once the watch delivers them: the same delay a watch-based
+client such as kubectl ``get -w`` sees, measured by ``make bench``. The informer never serves detail pages or
+edits: those read the live object, and writes carry its resourceVersion, so nothing is written from the cache.
+
+Informers are per process (one per gunicorn worker) and bounded: ``MAX_INFORMERS`` per process (least recently
+read stopped first), and an informer nobody read for ``IDLE_SECONDS`` stops (checked when a watch ends). Each
+holds its own connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Collection, Hashable
+from typing import Any
+
+from kubernetes import client
+
+from kube.client import ClusterRef, ClusterUnavailable, Kind, Lister, Slim, unavailable_message, watch_client_for
+from kube.config import KubeconfigError
+
+log = logging.getLogger(__name__)
+
+LIST_CHUNK = 500
+# The API server ends each watch after this and the informer resumes from its resourceVersion. Short, so that a
+# connection that dies silently (no reset, no bookmark) is noticed within WATCH_SECONDS + WATCH_GRACE: the read
+# times out, the informer stops answering and the pages ask the API server.
+WATCH_SECONDS = 60
+WATCH_GRACE = 15
+IDLE_SECONDS = 600
+MAX_INFORMERS = 64
+RETRY_DELAYS = (0.2, 1.0, 3.0)  # between failed rounds; after the last, the informer ends
+RESTART_AFTER = 30.0  # seconds before an informer that ended failing is started again
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old (410): list again."""
+
+
+class Informer:
+    def __init__(self, api_client: client.ApiClient, namespace: str, lister: Lister, slim: Slim) -> None:
+        self.namespace = namespace
+        self._client = api_client
+        self._list = lister(api_client)
+        self._slim = slim
+        self._changed = threading.Condition()
+        self._items: dict[str, dict] = {}
+        self._uids: set[str] = set()
+        self._sorted: list[dict] | None = None
+        self._resource_version = 0
+        self._synced = False
+        self._stopped = threading.Event()
+        self._last_read = time.monotonic()
+        self.ended_at: float | None = None
+        self.failed = False  # ended because the API server kept refusing or failing, not for being idle
+        self.started_at = time.monotonic()
+        self.first_sync_seconds: float | None = None  # from the start to the first complete list
+        self.lists = 0  # complete lists so far: 1, unless the watch failed or its resourceVersion expired
+        self.watches = 0  # watches opened so far (the API server ends each after WATCH_SECONDS)
+        self._response: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"informer:{namespace}", daemon=True)
+        self._thread.start()
+
+    # --- readers ------------------------------------------------------------------------------------------------
+
+    def snapshot(self, *, at_least: int = 0, without: Collection[str] = (), wait: float = 0.0) -> list[dict] | None:
+        """The objects sorted by name (a shared list: do not change it or its items), or None when the informer is
+        not synced, or has not seen resourceVersion ``at_least`` and the deletion of every uid in ``without``
+        within ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        with self._changed:
+            self._last_read = time.monotonic()
+            while not (self._synced and self._resource_version >= at_least and self._uids.isdisjoint(without)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopped.is_set():
+                    return None
+                self._changed.wait(remaining)
+            if self._sorted is None:
+                self._sorted = [self._items[name] for name in sorted(self._items)]
+            return self._sorted
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped.is_set()
+
+    @property
+    def synced(self) -> bool:
+        return self._synced
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._unsync()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # already closed
+                response.shutdown()  # wakes the thread blocked reading the watch
+        with self._changed:
+            self._changed.notify_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    # --- the thread ---------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._stopped.is_set() and time.monotonic() - self._last_read < IDLE_SECONDS:
+                try:
+                    if not self._synced:
+                        self._relist()
+                    self._watch()
+                    failures = 0
+                except _Gone:
+                    self._unsync()
+                except Exception as error:  # noqa: BLE001 - whatever failed, the cache stops answering
+                    self._unsync()
+                    if self._stopped.is_set():
+                        break
+                    log.info("watch of %s stopped: %s", self.namespace, unavailable_message(error))
+                    if failures == len(RETRY_DELAYS):
+                        self.failed = True
+                        break
+                    self._stopped.wait(RETRY_DELAYS[failures])
+                    failures += 1
+        finally:
+            self._unsync()
+            self._stopped.set()
+            self.ended_at = time.monotonic()
+            with self._changed:
+                self._changed.notify_all()
+            self._client.rest_client.pool_manager.clear()
+
+    def _timeout(self, read: float) -> tuple[float, float]:
+        from django.conf import settings
+
+        return (settings.KUBE_CONNECT_TIMEOUT, read)
+
+    def _relist(self) -> None:
+        from django.conf import settings
+
+        items: dict[str, dict] = {}
+        token = None
+        while True:
+            kwargs = {"_continue": token} if token else {}
+            response = self._list(
+                self.namespace,
+                limit=LIST_CHUNK,
+                _preload_content=False,
+                _request_timeout=self._timeout(settings.KUBE_READ_TIMEOUT),
+                **kwargs,
+            )
+            page = json.loads(response.data)
+            for item in page["items"]:
+                items[item["metadata"]["name"]] = self._slim(item)
+            token = page["metadata"].get("continue")
+            if not token:
+                break
+        with self._changed:
+            self._items = items
+            self._uids = {item["metadata"]["uid"] for item in items.values()}
+            self._sorted = None
+            self._resource_version = int(page["metadata"]["resourceVersion"])
+            self._synced_now()
+            self.lists += 1
+            if self.first_sync_seconds is None:
+                self.first_sync_seconds = time.monotonic() - self.started_at
+            self._changed.notify_all()
+
+    def _watch(self) -> None:
+        """Follow one watch until the server ends it; raise when it fails."""
+        try:
+            response = self._list(
+                self.namespace,
+                watch=True,
+                resource_version=str(self._resource_version),
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_SECONDS,
+                _preload_content=False,
+                _request_timeout=self._timeout(WATCH_SECONDS + WATCH_GRACE),
+            )
+        except client.ApiException as error:
+            if error.status == 410:
+                raise _Gone from None
+            raise
+        self._response = response
+        self.watches += 1
+        ended = False
+        try:
+            if self._stopped.is_set():  # stop() ran while the request was being sent
+                return
+            pending = b""
+            for chunk in response.stream(amt=None, decode_content=False):
+                if self._stopped.is_set():
+                    return
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        self._apply(json.loads(line))
+            ended = True
+        finally:
+            self._response = None
+            if ended:
+                response.release_conn()
+            else:
+                response.close()  # left mid-stream: the connection still carries the watch, so it is not reused
+
+    def _apply(self, event: dict) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Gone
+            raise ClusterUnavailable(obj.get("message") or "watch error")
+        metadata = obj["metadata"]
+        with self._changed:
+            if kind in ("ADDED", "MODIFIED"):
+                old = self._items.get(metadata["name"])
+                if old is not None:
+                    self._uids.discard(old["metadata"]["uid"])
+                self._items[metadata["name"]] = self._slim(obj)
+                self._uids.add(metadata["uid"])
+                self._sorted = None
+            elif kind == "DELETED":
+                old = self._items.pop(metadata["name"], None)
+                if old is not None:
+                    self._uids.discard(old["metadata"]["uid"])
+                self._sorted = None
+            self._resource_version = int(metadata["resourceVersion"])
+            self._changed.notify_all()
+
+    def _unsync(self) -> None:
+        with self._changed:
+            self._synced = False
+            self._changed.notify_all()
+
+    def _synced_now(self) -> None:
+        """After a complete list: answer again, unless stop() came meanwhile."""
+        self._synced = not self._stopped.is_set()
+
+
+class Informers:
+    """The process's informers, one per (cluster, credentials version, kind, namespace)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._informers: OrderedDict[Hashable, Informer] = OrderedDict()
+
+    def get(self, cluster: ClusterRef, kind: Kind, namespace: str = "") -> Informer | None:
+        """The running informer, started on first use (it answers once it has listed); None while one that kept
+        failing rests, or when the cluster's credentials cannot be read."""
+        key = (cluster.pk, cluster.credentials_version, kind.name, namespace)
+        with self._lock:
+            informer = self._informers.get(key)
+            if informer is not None:
+                self._informers.move_to_end(key)
+                if informer.running:
+                    return informer
+                ended = informer.ended_at
+                if informer.failed and ended is not None and time.monotonic() - ended < RESTART_AFTER:
+                    return None
+            retired = [k for k in self._informers if k[0] == cluster.pk and k[1] != cluster.credentials_version]
+            while len(self._informers) - len(retired) >= MAX_INFORMERS:
+                retired.append(next(k for k in self._informers if k not in retired))
+            stopping = [self._informers.pop(k) for k in retired]
+        for old in stopping:
+            old.stop()
+        try:
+            api_client = watch_client_for(cluster)
+        except (ClusterUnavailable, KubeconfigError):
+            return None
+        informer = Informer(api_client, namespace, kind.lister, kind.slim)
+        with self._lock:
+            raced = self._informers.get(key)
+            if raced is not None and raced.running:
+                informer.stop()
+                return raced
+            self._informers[key] = informer
+        return informer
+
+    def snapshot(self, cluster: ClusterRef, kind: Kind, namespace: str = "", **conditions: Any) -> list[dict] | None:
+        """``Informer.snapshot`` of the (started on first use) informer, or None when there is none to ask: the
+        caller then asks the API server."""
+        informer = self.get(cluster, kind, namespace)
+        return informer.snapshot(**conditions) if informer is not None else None
+
+    def clear(self) -> None:
+        with self._lock:
+            informers, self._informers = list(self._informers.values()), OrderedDict()
+        for informer in informers:
+            informer.stop()
+        for informer in informers:
+            informer.join(5)
+
+
+informers = Informers()
