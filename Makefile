@@ -5,20 +5,25 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test lint format messages bench check-deploy clean-cluster
+.PHONY: setup run test test-fast lint format lock messages bench check-deploy clean-cluster
 
-# Idempotent: the virtualenv is refreshed when pyproject.toml changes; the control-plane binaries are built once
+# Idempotent: the virtualenv is refreshed when requirements.lock changes; the control-plane binaries are built once
 # per version into ~/.cache; migrations run every time (a no-op when current).
 setup: $(VENV)/.installed
 	$(BIN)/python manage.py compilemessages --ignore=.venv --verbosity 0
 	$(BIN)/python -m tools.localcluster build >/dev/null
 	$(BIN)/python manage.py migrate --verbosity 0
 
-$(VENV)/.installed: pyproject.toml
+# Exactly the versions requirements.lock pins, checked against its hashes (`make lock` refreshes it from
+# pyproject.toml). The project itself is not installed: everything runs from this folder.
+$(VENV)/.installed: requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	touch $@
+
+lock: $(VENV)/.installed
+	$(BIN)/pip-compile --quiet --strip-extras --extra dev --extra postgres --generate-hashes --allow-unsafe \
+	  -o requirements.lock pyproject.toml
 
 run: setup
 	$(BIN)/python manage.py demo --kubeconfig "$$($(BIN)/python -m tools.localcluster up)" --url http://$(HOST):$(PORT)/
@@ -26,6 +31,10 @@ run: setup
 
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Unit and integration tests without the browser and load tests: the loop to run while working (under a minute).
+test-fast: setup lint
+	$(BIN)/python -m pytest -m "not browser and not load" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -1,51 +1,32 @@
 from __future__ import annotations
 
-import datetime
-
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 import kube
 from clusters import audit
-from clusters.models import AuditEntry, Cluster
+from clusters.models import Cluster
 
 
 class LoginForm(AuthenticationForm):
-    """Django's login form, refusing further attempts after too many failures for a username or an address.
-    Failures are counted from the audit log, so the limit holds across all worker processes."""
+    """Django's login form; every failure is also written to the audit log. Throttling is django-axes' (see the
+    AXES_* settings): it counts failures per username and client address in the database, for every worker."""
 
     error_messages = {
         **AuthenticationForm.error_messages,
         "throttled": _("Too many failed log-ins. Wait %(minutes)d minutes and try again."),
     }
 
-    def _address(self) -> str:
-        return self.request.META.get("REMOTE_ADDR", "") if self.request else ""
-
     def clean(self) -> dict:
-        username = (self.cleaned_data.get("username") or "")[:150]
-        since = timezone.now() - datetime.timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-        failures = AuditEntry.objects.filter(action="login", result="failed", when__gte=since)
-        source = f"from {self._address()}"
-        limit = settings.LOGIN_FAILURE_LIMIT
-        if (
-            failures.filter(username=username).count() >= limit
-            or failures.filter(Q(detail=source)).count() >= 10 * limit
-        ):
-            raise forms.ValidationError(
-                self.error_messages["throttled"],
-                code="throttled",
-                params={"minutes": settings.LOGIN_FAILURE_WINDOW_SECONDS // 60},
-            )
         try:
             return super().clean()
         except forms.ValidationError:
             if self.request is not None:
-                audit.record(self.request, action="login", result="failed", username=username, detail=source)
+                username = (self.cleaned_data.get("username") or "")[:150]
+                audit.record(self.request, action="login", result="failed", username=username)
             raise
 
 
@@ -168,8 +149,6 @@ class ClusterForm(forms.ModelForm):
             cluster.set_credentials(self.new_credentials)
             cluster.kubernetes_version = self.checked_version
             cluster.reachable = True
-            from django.utils import timezone
-
             cluster.last_checked = timezone.now()
         if commit:
             cluster.save()

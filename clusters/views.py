@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 import kube
 from clusters.access import cluster_for_user, visible_clusters
+from clusters.forms import LoginForm
 
 
 @login_required
@@ -58,3 +63,36 @@ def cluster_detail(request: HttpRequest, cluster: str) -> HttpResponse:
         "clusters/cluster_detail.html",
         {"access": access, "rows": rows, "error": error, "nav": "clusters"},
     )
+
+
+def login_locked_out(request: HttpRequest, response: HttpResponse | None, credentials: dict | None) -> HttpResponse:
+    """django-axes' answer to a locked-out username and address: the login page again, saying why (429)."""
+    form = LoginForm(request, data={"username": (credentials or {}).get("username", "")})
+    form.add_error(
+        None,
+        ValidationError(
+            LoginForm.error_messages["throttled"],
+            code="throttled",
+            params={"minutes": int(settings.LOGIN_FAILURE_WINDOW.total_seconds()) // 60},
+        ),
+    )
+    context = {"form": form, "next": request.POST.get("next", ""), LoginView.redirect_field_name: ""}
+    return render(request, "registration/login.html", context, status=429)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Any request Django itself refuses as malformed (handler400): a page in the layout that says what to do."""
+    context = {
+        "title": _("The request could not be understood"),
+        "message": _("The console could not read what the browser sent. Reload the page and try again."),
+    }
+    return render(request, "error.html", context, status=400)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form posted without a valid CSRF token (an expired session, a page open for too long, a cleared cookie)."""
+    context = {
+        "title": _("The form has expired"),
+        "message": _("This form was opened in an earlier session. Reload the page, then send it again."),
+    }
+    return render(request, "error.html", context, status=403)

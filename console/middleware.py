@@ -3,10 +3,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import resolve_url
+from django.shortcuts import render, resolve_url
 from django.utils.cache import patch_cache_control
-from django_htmx.http import HttpResponseClientRedirect
+from django.utils.translation import gettext as _
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 # No inline or eval'd script anywhere: htmx is configured through a <meta> tag with allowEval off. Inline style
 # attributes are allowed for Django's admin pages.
@@ -24,6 +26,19 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address. Directly, REMOTE_ADDR. Behind ``settings.TRUSTED_PROXY_COUNT`` proxies that each append
+    the address they saw to X-Forwarded-For, the address the outermost of them saw: counted from the right, so the
+    entries further left (whatever the client sent itself) are never used."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    trusted = settings.TRUSTED_PROXY_COUNT
+    if not trusted:
+        return remote
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    chain = [*filter(None, forwarded), remote]
+    return chain[-(trusted + 1)] if len(chain) > trusted else chain[0]
 
 
 class SecurityHeadersMiddleware:
@@ -55,3 +70,41 @@ class HtmxLoginRedirectMiddleware:
             if location.startswith(resolve_url(settings.LOGIN_URL)):
                 return HttpResponseClientRedirect(location)
         return response
+
+
+class RequestTooLargeMiddleware:
+    """A POST over Django's size or field-count limits gets a clear answer instead of a bare "Bad Request (400)".
+
+    Django refuses such a body when the view first reads ``request.POST`` (CSRF checks included); here it is read
+    first, so the refusal is ours. An HTMX request gets the message in the page's message area and leaves the form
+    as it is, so nothing typed is lost; a plain request gets a page in the layout (the browser's Back button keeps
+    the form)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            try:
+                request.POST  # noqa: B018 - parsing the body is the point
+            except RequestDataTooBig:
+                limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1 << 20)
+                return self._refuse(
+                    request,
+                    _("What you sent is larger than the console accepts (%(limit).1f MiB). Nothing was saved.")
+                    % {"limit": limit},
+                )
+            except TooManyFieldsSent:
+                return self._refuse(
+                    request,
+                    _("The form sent more than %(limit)d fields, more than the console accepts. Nothing was saved.")
+                    % {"limit": settings.DATA_UPLOAD_MAX_NUMBER_FIELDS},
+                )
+        return self.get_response(request)
+
+    def _refuse(self, request: HttpRequest, message: str) -> HttpResponse:
+        context = {"title": _("Request too large"), "message": message}
+        if getattr(request, "htmx", False):
+            response = render(request, "error.html#notice", context, status=413)
+            return reswap(retarget(response, "#messages"), "innerHTML")
+        return render(request, "error.html", context, status=413)

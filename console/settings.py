@@ -7,6 +7,7 @@ secrets are given through the environment.
 
 from __future__ import annotations
 
+import datetime
 import os
 import secrets
 from pathlib import Path
@@ -18,7 +19,34 @@ from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CONSOLE_DATA_DIR", BASE_DIR / "data"))
-PRODUCTION = os.environ.get("CONSOLE_ENV", "development") == "production"
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A yes/no setting. Anything but the usual spellings stops the start-up: a typo must not silently turn a
+    protection off (``CONSOLE_SSL_REDIRECT=ture`` is an error, not False)."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE | _FALSE:
+        return value in _TRUE
+    raise ImproperlyConfigured(f"{name} must be one of 1/0, true/false, yes/no, on/off; it is {value!r}.")
+
+
+def env_number(name: str, default: float, *, minimum: float = 0, kind: type = int) -> float:
+    """A number setting (``kind`` int or float) of at least ``minimum``; anything else stops the start-up."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a {kind.__name__} number; it is {value!r}.") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}; it is {value!r}.")
+    return number
 
 
 def _env_list(name: str, default: str = "") -> list[str]:
@@ -43,6 +71,11 @@ def _required(name: str) -> str:
     return value
 
 
+ENVIRONMENT = os.environ.get("CONSOLE_ENV", "development").strip() or "development"
+if ENVIRONMENT not in ("development", "production"):
+    raise ImproperlyConfigured(f"CONSOLE_ENV must be development or production; it is {ENVIRONMENT!r}.")
+PRODUCTION = ENVIRONMENT == "production"
+
 if PRODUCTION:
     SECRET_KEY = _required("CONSOLE_SECRET_KEY")
     # Several keys may be given, newest first: new data is encrypted with the first, old data still decrypts
@@ -56,7 +89,7 @@ else:
     CREDENTIAL_ENCRYPTION_KEYS = _env_list("CONSOLE_ENCRYPTION_KEYS") or [
         _generated_secret("encryption_key", lambda: Fernet.generate_key().decode())
     ]
-    DEBUG = os.environ.get("CONSOLE_DEBUG", "1") == "1"
+    DEBUG = env_bool("CONSOLE_DEBUG", True)
 
 ALLOWED_HOSTS = _env_list("CONSOLE_ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = _env_list("CONSOLE_CSRF_TRUSTED_ORIGINS")
@@ -68,6 +101,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "django_htmx",
     "template_partials",
     "clusters",
@@ -86,6 +120,9 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "console.middleware.HtmxLoginRedirectMiddleware",
     "console.middleware.SecurityHeadersMiddleware",
+    "console.middleware.RequestTooLargeMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if PRODUCTION:
@@ -118,7 +155,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{DATA_DIR / 'console.sqlite3'}",
-        conn_max_age=int(os.environ.get("CONSOLE_DB_CONN_MAX_AGE", "60")),
+        conn_max_age=env_number("CONSOLE_DB_CONN_MAX_AGE", 60),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -137,9 +174,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Failed logins allowed per username (and, ten times as many, per client address) in the window below.
-LOGIN_FAILURE_LIMIT = int(os.environ.get("CONSOLE_LOGIN_FAILURE_LIMIT", "5"))
-LOGIN_FAILURE_WINDOW_SECONDS = 15 * 60
+# Login throttling (django-axes, counted in the database so every worker and replica shares it): after
+# CONSOLE_LOGIN_FAILURE_LIMIT failures of one username from one client address, that pair waits 15 minutes. The
+# client address is REMOTE_ADDR, or, behind CONSOLE_TRUSTED_PROXY_COUNT proxies that each append to
+# X-Forwarded-For, the address the outermost of them saw (console.middleware.client_address).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMIT = env_number("CONSOLE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_FAILURE_WINDOW = datetime.timedelta(minutes=15)
+TRUSTED_PROXY_COUNT = env_number("CONSOLE_TRUSTED_PROXY_COUNT", 0)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = LOGIN_FAILURE_WINDOW
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "clusters.views.login_locked_out"
+AXES_VERBOSE = False
+
+AXES_CLIENT_IP_CALLABLE = "console.middleware.client_address"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "clusters:cluster_list"
 LOGOUT_REDIRECT_URL = "login"
@@ -155,6 +208,11 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("CONSOLE_STATIC_ROOT", BASE_DIR / "staticfiles"))
 
+# A Service form holds at most three formsets of 100 rows (services.forms); anything above this is not a browser
+# filling in the form, and gets a clear refusal (console.middleware.RequestTooLargeMiddleware).
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+CSRF_FAILURE_VIEW = "clusters.views.csrf_failure"
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
@@ -164,15 +222,15 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_SSL_REDIRECT = os.environ.get("CONSOLE_SSL_REDIRECT", "1") == "1"
-    SECURE_HSTS_SECONDS = int(os.environ.get("CONSOLE_HSTS_SECONDS", "31536000"))
+    SECURE_SSL_REDIRECT = env_bool("CONSOLE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_number("CONSOLE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # How long the console waits for a cluster: a dead one must answer within about five seconds.
-KUBE_CONNECT_TIMEOUT = float(os.environ.get("CONSOLE_KUBE_CONNECT_TIMEOUT", "3"))
-KUBE_READ_TIMEOUT = float(os.environ.get("CONSOLE_KUBE_READ_TIMEOUT", "5"))
+KUBE_CONNECT_TIMEOUT = env_number("CONSOLE_KUBE_CONNECT_TIMEOUT", 3.0, minimum=0.1, kind=float)
+KUBE_READ_TIMEOUT = env_number("CONSOLE_KUBE_READ_TIMEOUT", 5.0, minimum=0.1, kind=float)
 # A kubeconfig is a small document; anything larger is refused before it is parsed.
 KUBECONFIG_MAX_BYTES = 256 * 1024
 

@@ -18,3 +18,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]
+
+# Django's own 400 page is a bare "Bad Request (400)" outside the layout; this one says what to do.
+handler400 = "clusters.views.bad_request"

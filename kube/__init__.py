@@ -5,6 +5,8 @@ translation."""
 from __future__ import annotations
 
 from kube.client import (
+    MAX_READ_RETRIES,
+    NAMESPACES,
     TRANSPORT_ERRORS,
     ApiError,
     ClusterRef,
@@ -32,6 +34,8 @@ from kube.config import (
 )
 
 __all__ = [
+    "MAX_READ_RETRIES",
+    "NAMESPACES",
     "TRANSPORT_ERRORS",
     "ApiError",
     "ClusterRef",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -68,16 +69,30 @@ def _ssl_context(credentials: Credentials) -> ssl.SSLContext:
         except (ssl.SSLError, ValueError):
             raise KubeconfigError(_("The certificate authority data is not a PEM certificate.")) from None
     if credentials.client_cert:
-        # load_cert_chain only takes paths; an anonymous memory file keeps the key off every filesystem.
+        try:
+            _load_cert_chain(context, credentials.client_cert.rstrip() + b"\n" + credentials.client_key)
+        except (ssl.SSLError, ValueError):
+            raise KubeconfigError(_("The client certificate and key are not a matching PEM pair.")) from None
+    return context
+
+
+def _load_cert_chain(context: ssl.SSLContext, pem: bytes) -> None:
+    """``load_cert_chain`` only takes paths. Where the OS has anonymous memory files (Linux), the key goes through
+    one and never touches a filesystem; elsewhere (macOS) through a file readable only by this user, in a private
+    folder, removed as soon as it is read."""
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
         fd = os.memfd_create("client-credentials", os.MFD_CLOEXEC)
         try:
-            os.write(fd, credentials.client_cert.rstrip() + b"\n" + credentials.client_key)
+            os.write(fd, pem)
             context.load_cert_chain(f"/proc/self/fd/{fd}")
-        except ssl.SSLError:
-            raise KubeconfigError(_("The client certificate and key are not a matching PEM pair.")) from None
         finally:
             os.close(fd)
-    return context
+        return
+    with tempfile.TemporaryDirectory(prefix="kube-client-") as folder:  # created 0700
+        path = os.path.join(folder, "client.pem")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+            handle.write(pem)
+        context.load_cert_chain(path)
 
 
 def build_api_client(

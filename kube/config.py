@@ -53,6 +53,12 @@ class Credentials:
     insecure_skip_tls_verify: bool = False
     tls_server_name: str = ""  # the name to verify the server certificate against, when not the URL's host
 
+    def __post_init__(self) -> None:
+        # A bearer token goes into an HTTP header as it is: only visible ASCII can be sent (RFC 6750's b64token
+        # is narrower still; the API server is the judge of the rest).
+        if not isinstance(self.token, str) or not all("!" <= char <= "~" for char in self.token):
+            raise KubeconfigError(_("The token must be text of visible ASCII characters, without spaces."))
+
     def to_dict(self) -> dict:
         return {
             "server": self.server,
@@ -87,11 +93,33 @@ class _SafeLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def load_yaml_document(text: str | bytes, max_bytes: int) -> object:
-    """Load exactly one YAML document with no tags beyond plain data, no aliases, under a size cap."""
+# Kubernetes objects nest a dozen levels at most; PyYAML composes nodes recursively, so a document nested
+# thousands of levels deep would exhaust Python's stack (RecursionError) before any other check ran.
+MAX_YAML_DEPTH = 100
+
+
+def _check_depth(text: str | bytes, max_depth: int) -> None:
+    """Refuse a document nested deeper than ``max_depth`` by walking the parser's events, which is iterative."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > max_depth:
+                raise KubeconfigError(
+                    _("The YAML nests more than %(limit)d levels deep (line %(line)d).")
+                    % {"limit": max_depth, "line": event.start_mark.line + 1}
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def load_yaml_document(text: str | bytes, max_bytes: int, max_depth: int = MAX_YAML_DEPTH) -> object:
+    """Load exactly one YAML document with no tags beyond plain data, no aliases, no deep nesting, under a size
+    cap."""
     if len(text) > max_bytes:
         raise KubeconfigError(_("The YAML is larger than %(limit)d KiB.") % {"limit": max_bytes // 1024})
     try:
+        _check_depth(text, max_depth)
         documents = list(yaml.load_all(text, Loader=_SafeLoader))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -199,7 +227,11 @@ def parse_kubeconfig(
 
 
 def validate_server_url(url: str, *, allow_http: bool = False) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise KubeconfigError(_("The API server URL is not a valid URL.")) from None
     if parts.scheme not in ({"https", "http"} if allow_http else {"https"}) or not parts.hostname:
         raise KubeconfigError(_("The API server URL must be an https:// address."))
     if parts.username or parts.password or parts.query or parts.fragment:

@@ -123,3 +123,43 @@ def test_a_named_context_is_used() -> None:
 def test_credentials_repr_shows_no_secret() -> None:
     credentials = kube.parse_kubeconfig(kubeconfig({"token": "very-secret-token"}), max_bytes=LIMIT)
     assert "very-secret-token" not in repr(credentials)
+
+
+def _nested_mapping(depth: int) -> str:
+    return "".join(f"{'  ' * level}k:\n" for level in range(depth)) + f"{'  ' * depth}v\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _nested_mapping(600),
+        "[" * 5000 + "]" * 5000,
+        "{a: " * 3000 + "b" + "}" * 3000,
+        kubeconfig().replace("current-context: ctx", "current-context: " + "[" * 4000 + "]" * 4000),
+    ],
+    ids=["block-mapping", "flow-sequence", "flow-mapping", "inside-a-kubeconfig"],
+)
+def test_deeply_nested_yaml_is_refused_with_a_message_not_a_recursion_error(text: str) -> None:
+    with pytest.raises(kube.KubeconfigError, match="nests more than 100 levels"):
+        kube.parse_kubeconfig(text, max_bytes=1 << 20)
+
+
+def test_nesting_within_the_limit_is_read() -> None:
+    assert kube.load_yaml_document(_nested_mapping(90), max_bytes=1 << 20) is not None
+
+
+@pytest.mark.parametrize(
+    ("user", "cluster", "message"),
+    [
+        ({"token": "two words"}, None, "visible ASCII"),
+        ({"token": "tökén"}, None, "visible ASCII"),
+        ({"token": 12345}, None, "visible ASCII"),
+        (None, {"server": "https://[::1"}, "not a valid URL"),
+        (None, {"server": "https://127.0.0.1:99999"}, "not a valid URL"),
+        (None, {"server": ["https://127.0.0.1"]}, "no server URL"),
+        ({"client-certificate-data": 5, "client-key-data": 5}, None, "base64 text"),
+    ],
+)
+def test_values_of_the_wrong_shape_get_a_clear_message(user: dict | None, cluster: dict | None, message: str) -> None:
+    with pytest.raises(kube.KubeconfigError, match=message):
+        kube.parse_kubeconfig(kubeconfig(user, cluster), max_bytes=LIMIT)
