@@ -1,14 +1,18 @@
-"""Shared fixtures: one real control plane per test session, a fresh namespace per test, standing users."""
+"""Shared fixtures: one real control plane per test session, a fresh namespace per test, the standing users of a
+test (``people``: editor, viewer, cluster admin, stranger) and URL helpers (``service_url``)."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -93,6 +97,30 @@ def make_user(db: None):
         return user
 
     return make
+
+
+@pytest.fixture
+def people(make_user, cluster: Cluster, namespace: str) -> SimpleNamespace:
+    """The standing users of a test, as healthchecks' tests have owner / member / stranger: an NS Edit and an NS
+    View of the test's namespace, a Cluster Admin, and a stranger who holds no grant at all."""
+    return SimpleNamespace(
+        editor=make_user("editor", role=Role.NS_EDIT, cluster=cluster, namespace=namespace),
+        viewer=make_user("viewer", role=Role.NS_VIEW, cluster=cluster, namespace=namespace),
+        cluster_admin=make_user("cluster-admin", role=Role.CLUSTER_ADMIN, cluster=cluster),
+        stranger=make_user("stranger"),
+    )
+
+
+@pytest.fixture
+def service_url(cluster: Cluster, namespace: str) -> Callable[..., str]:
+    """service_url("list"), service_url("edit", "web"), service_url("list", page=2): a URL of the services app in
+    the test's cluster and namespace, by its URL name, with an optional Service name and query."""
+
+    def build(url_name: str, service: str | None = None, **query: object) -> str:
+        kwargs = {"cluster": cluster.name, "namespace": namespace} | ({"name": service} if service else {})
+        return reverse(f"services:{url_name}", kwargs=kwargs) + (f"?{urlencode(query)}" if query else "")
+
+    return build
 
 
 @pytest.fixture

@@ -6,24 +6,18 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from clusters.models import Cluster, Role
-
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
 
 @pytest.fixture
-def editor(client: Client, make_user, cluster: Cluster, namespace: str) -> Client:
-    client.force_login(make_user("editor", role=Role.NS_EDIT, cluster=cluster, namespace=namespace))
+def editor(client: Client, people) -> Client:
+    client.force_login(people.editor)
     return client
 
 
-def yaml_url(namespace: str) -> str:
-    return f"/clusters/local/namespaces/{namespace}/services/create-yaml/"
-
-
-def test_a_form_with_more_fields_than_allowed_gets_a_clear_page(editor: Client, namespace: str, settings) -> None:
+def test_a_form_with_more_fields_than_allowed_gets_a_clear_page(editor: Client, service_url, settings) -> None:
     data = {f"ports-{i}-port": "80" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}
-    response = editor.post(f"/clusters/local/namespaces/{namespace}/services/create/", data)
+    response = editor.post(service_url("create"), data)
     html = response.content.decode()
     assert response.status_code == 413
     assert "more than 2000 fields" in html and "Nothing was saved" in html
@@ -31,10 +25,10 @@ def test_a_form_with_more_fields_than_allowed_gets_a_clear_page(editor: Client, 
 
 
 def test_under_htmx_the_refusal_goes_to_the_message_area_and_the_form_is_left_alone(
-    editor: Client, namespace: str, settings
+    editor: Client, service_url, settings
 ) -> None:
     body = "# " + "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
-    response = editor.post(yaml_url(namespace), {"yaml": body}, HTTP_HX_REQUEST="true")
+    response = editor.post(service_url("create_yaml"), {"yaml": body}, HTTP_HX_REQUEST="true")
     assert response.status_code == 413
     assert response["HX-Retarget"] == "#messages" and response["HX-Reswap"] == "innerHTML"
     html = response.content.decode()
@@ -54,9 +48,9 @@ def test_a_malformed_request_gets_the_consoles_400_page(client: Client) -> None:
     assert "could not read what the browser sent" in html and "Bad Request (400)" not in html
 
 
-def test_a_form_without_its_csrf_token_says_to_reload(make_user, cluster: Cluster, namespace: str) -> None:
+def test_a_form_without_its_csrf_token_says_to_reload(people, service_url) -> None:
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(make_user("late", role=Role.NS_EDIT, cluster=cluster, namespace=namespace))
-    response = browser.post(yaml_url(namespace), {"yaml": "apiVersion: v1"})
+    browser.force_login(people.editor)
+    response = browser.post(service_url("create_yaml"), {"yaml": "apiVersion: v1"})
     assert response.status_code == 403
     assert "Reload the page, then send it again" in response.content.decode()
