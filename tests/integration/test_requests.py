@@ -54,3 +54,25 @@ def test_a_form_without_its_csrf_token_says_to_reload(people, service_url) -> No
     response = browser.post(service_url("create_yaml"), {"yaml": "apiVersion: v1"})
     assert response.status_code == 403
     assert "Reload the page, then send it again" in response.content.decode()
+
+
+DEEP = "[" * 5000 + "]" * 5000  # PyYAML composes recursively: this exhausted Python's stack (RecursionError)
+
+
+def test_deeply_nested_yaml_in_the_yaml_editor_gets_a_message(
+    editor: Client, service_url, admin_api, namespace
+) -> None:
+    response = editor.post(service_url("create_yaml"), {"yaml": DEEP})
+    assert response.status_code == 422
+    assert "nests more than 100 levels" in response.content.decode()
+
+
+def test_a_deeply_nested_kubeconfig_is_refused_by_register_cluster_with_a_message() -> None:
+    from django.core.management.base import CommandError
+
+    from clusters.management.commands.register_cluster import register_cluster
+    from clusters.models import Cluster
+
+    with pytest.raises(CommandError, match="nests more than 100 levels"):
+        register_cluster("deep", ("clusters: " + DEEP).encode())
+    assert not Cluster.objects.filter(name="deep").exists()
