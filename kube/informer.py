@@ -48,6 +48,11 @@ RETRY_DELAYS = (0.2, 1.0, 3.0)  # between failed rounds; after the last, the inf
 RESTART_AFTER = 30.0  # seconds before an informer that ended failing is started again
 
 
+def _key(metadata: dict) -> tuple[str, str]:
+    """Objects are kept by namespace and name: a cluster-wide informer holds equal names from several namespaces."""
+    return metadata.get("namespace", ""), metadata["name"]
+
+
 class _Gone(Exception):
     """The watch's resourceVersion is too old (410): list again."""
 
@@ -59,7 +64,7 @@ class Informer:
         self._list = lister(api_client)
         self._slim = slim
         self._changed = threading.Condition()
-        self._items: dict[str, dict] = {}
+        self._items: dict[tuple[str, str], dict] = {}
         self._uids: set[str] = set()
         self._sorted: list[dict] | None = None
         self._resource_version = 0
@@ -79,7 +84,7 @@ class Informer:
     # --- readers ------------------------------------------------------------------------------------------------
 
     def snapshot(self, *, at_least: int = 0, without: Collection[str] = (), wait: float = 0.0) -> list[dict] | None:
-        """The objects sorted by name (a shared list: do not change it or its items), or None when the informer is
+        """The objects sorted by namespace and name (a shared list: do not change it or its items), or None when the informer is
         not synced, or has not seen resourceVersion ``at_least`` and the deletion of every uid in ``without``
         within ``wait`` seconds."""
         deadline = time.monotonic() + wait
@@ -91,7 +96,7 @@ class Informer:
                     return None
                 self._changed.wait(remaining)
             if self._sorted is None:
-                self._sorted = [self._items[name] for name in sorted(self._items)]
+                self._sorted = [self._items[key] for key in sorted(self._items)]
             return self._sorted
 
     @property
@@ -154,7 +159,7 @@ class Informer:
     def _relist(self) -> None:
         from django.conf import settings
 
-        items: dict[str, dict] = {}
+        items: dict[tuple[str, str], dict] = {}
         token = None
         while True:
             kwargs = {"_continue": token} if token else {}
@@ -167,7 +172,7 @@ class Informer:
             )
             page = json.loads(response.data)
             for item in page["items"]:
-                items[item["metadata"]["name"]] = self._slim(item)
+                items[_key(item["metadata"])] = self._slim(item)
             token = page["metadata"].get("continue")
             if not token:
                 break
@@ -230,14 +235,14 @@ class Informer:
         metadata = obj["metadata"]
         with self._changed:
             if kind in ("ADDED", "MODIFIED"):
-                old = self._items.get(metadata["name"])
+                old = self._items.get(_key(metadata))
                 if old is not None:
                     self._uids.discard(old["metadata"]["uid"])
-                self._items[metadata["name"]] = self._slim(obj)
+                self._items[_key(metadata)] = self._slim(obj)
                 self._uids.add(metadata["uid"])
                 self._sorted = None
             elif kind == "DELETED":
-                old = self._items.pop(metadata["name"], None)
+                old = self._items.pop(_key(metadata), None)
                 if old is not None:
                     self._uids.discard(old["metadata"]["uid"])
                 self._sorted = None

@@ -305,3 +305,24 @@ def test_the_watch_is_renewed_from_its_resource_version_without_a_new_list(
     create(admin_api, namespace, "after-renewals")
     eventually(lambda: names(informer) == ["after-renewals"])
     assert informer.synced and informer.lists == 1 and informer.watches >= 3
+
+
+def test_a_cluster_wide_informer_keeps_equal_names_from_different_namespaces(
+    cluster: Cluster, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    core = k8s.CoreV1Api(admin_api)
+    other = f"{namespace}-b"
+    core.create_namespace({"metadata": {"name": other}})
+    first = create(admin_api, namespace, "same", type="NodePort")
+    informer = informers.get(cluster, api.ALL_SERVICES)
+    assert informer is not None
+    eventually(lambda: informer.snapshot() is not None)
+    second = create(admin_api, other, "same", type="NodePort")
+    ports = {first.spec.ports[0].node_port: namespace, second.spec.ports[0].node_port: other}
+
+    def holders() -> dict[int, str]:
+        return {port: where for port, (where, _name) in api.node_ports_in_use(cluster).items() if port in ports}
+
+    eventually(lambda: holders() == ports)  # both, not the second in place of the first
+    core.delete_namespaced_service("same", other)
+    eventually(lambda: holders() == {first.spec.ports[0].node_port: namespace})
