@@ -92,14 +92,6 @@ def visible_clusters(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Cluster
     return Cluster.objects.filter(pk__in=_grants(user).values("cluster")).distinct()
 
 
-def can_view(user: AbstractBaseUser | AnonymousUser, cluster: Cluster, namespace: str) -> bool:
-    return access_for(user, cluster).can_view(namespace)
-
-
-def can_edit(user: AbstractBaseUser | AnonymousUser, cluster: Cluster, namespace: str) -> bool:
-    return access_for(user, cluster).can_edit(namespace)
-
-
 def cluster_for_user(request: HttpRequest, cluster_name: str) -> Access:
     """The user's access to a cluster they hold some grant on; 404 otherwise, so names do not leak.
 

@@ -9,7 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pydantic
 from django.utils import translation
+from django.utils.translation import gettext as _
 from kubernetes import client
 
 import kube
@@ -70,14 +72,38 @@ def get_service(cluster: Cluster, namespace: str, name: str) -> dict:
     return _call(_core(cluster).read_namespaced_service, name, namespace)
 
 
+_TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
+
+
+def _schema_refusal(error: pydantic.ValidationError) -> ApiError:
+    """The client checks a body against the Service schema before sending it (a YAML ``port: abc``, say): its
+    findings as the API server's would be, a 422 with field paths."""
+    causes = []
+    for problem in error.errors():
+        location = list(problem.get("loc") or ())
+        # The location starts with the method's argument; the path inside the Service starts at a top-level key.
+        start = next((i for i, part in enumerate(location) if part in _TOP_LEVEL), len(location))
+        path = ""
+        for part in location[start:]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        causes.append({"field": path, "message": problem.get("msg", "")})
+    return ApiError(status=422, message=_("The Service does not match the Kubernetes schema."), causes=causes)
+
+
 def create_service(cluster: Cluster, namespace: str, manifest: dict, *, dry_run: bool = False) -> dict:
     kwargs = {"dry_run": "All"} if dry_run else {}
-    return _call(_core(cluster).create_namespaced_service, namespace, manifest, **kwargs)
+    try:
+        return _call(_core(cluster).create_namespaced_service, namespace, manifest, **kwargs)
+    except pydantic.ValidationError as error:
+        raise _schema_refusal(error) from None
 
 
 def replace_service(cluster: Cluster, namespace: str, name: str, manifest: dict, *, dry_run: bool = False) -> dict:
     kwargs = {"dry_run": "All"} if dry_run else {}
-    return _call(_core(cluster).replace_namespaced_service, name, namespace, manifest, **kwargs)
+    try:
+        return _call(_core(cluster).replace_namespaced_service, name, namespace, manifest, **kwargs)
+    except pydantic.ValidationError as error:
+        raise _schema_refusal(error) from None
 
 
 def delete_service(cluster: Cluster, namespace: str, name: str, uid: str) -> bool:
@@ -142,8 +168,9 @@ def workload_selector(cluster: Cluster, namespace: str, kind: str, name: str) ->
         "StatefulSet": apps.read_namespaced_stateful_set,
         "DaemonSet": apps.read_namespaced_daemon_set,
     }
-    if kind not in readers:
-        raise ApiError(status=400, message=f"unknown workload kind {kind!r}")
+    if kind not in readers or not name:
+        # The client itself would raise (not an ApiError) on an empty name; both are a choice not on the list.
+        raise ApiError(status=400, message=_("Choose a workload from the list."))
     item = _call(readers[kind], name, namespace)
     return dict(((item.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
 
@@ -171,14 +198,31 @@ def list_pods(cluster: Cluster, namespace: str, selector: dict[str, str], limit:
     return result["items"], len(result["items"]) + remaining
 
 
-def node_ports_in_use(cluster: Cluster) -> dict[int, str]:
-    """Every allocated nodePort of the cluster and the Service holding it ("namespace/name"), read with the
-    console's credential so a namespace user learns which port is taken, not what else the cluster runs."""
-    used: dict[int, str] = {}
-    for service in _call(_core(cluster).list_service_for_all_namespaces)["items"]:
+def _node_ports_only(service: dict) -> dict:
+    """What the node-port checks need of a Service anywhere in the cluster: who it is and the node ports it holds."""
+    metadata = service["metadata"]
+    ports = (service.get("spec") or {}).get("ports") or []
+    return {
+        "metadata": {key: metadata[key] for key in ("namespace", "name", "uid", "resourceVersion") if key in metadata},
+        "spec": {"ports": [{"nodePort": port["nodePort"]} for port in ports if port.get("nodePort")]},
+    }
+
+
+ALL_SERVICES = Kind("all-services", cluster_scoped(lambda core: core.list_service_for_all_namespaces), _node_ports_only)
+
+
+def node_ports_in_use(cluster: Cluster) -> dict[int, tuple[str, str]]:
+    """Every allocated nodePort of the cluster and the (namespace, name) of the Service holding it, read with the
+    console's credential; the caller decides whether the user may learn the holder. From the cluster-wide Services
+    informer once it has listed them (live validation asks on every pause in typing), else asked live."""
+    services = informers.snapshot(cluster, ALL_SERVICES)
+    if services is None:
+        services = _call(_core(cluster).list_service_for_all_namespaces)["items"]
+    used: dict[int, tuple[str, str]] = {}
+    for service in services:
         for port in (service.get("spec") or {}).get("ports") or []:
             if port.get("nodePort"):
-                used[port["nodePort"]] = f"{service['metadata']['namespace']}/{service['metadata']['name']}"
+                used[port["nodePort"]] = (service["metadata"].get("namespace", ""), service["metadata"]["name"])
     return used
 
 

@@ -1,4 +1,5 @@
-"""The Service form: one main form and three formsets (ports, selector, annotations).
+"""The Service form: section forms (basics, traffic and load balancer, session affinity, advanced) whose field
+names are ServiceSpec's, and formsets for ports, selector and annotations, held together by ServiceFormBundle.
 
 The rules here mirror the API server's validation (k8s pkg/apis/core/validation) so most mistakes are caught with
 a clear message before a request is made; the API server stays the judge, and its 422 causes are put on the
@@ -7,23 +8,27 @@ matching fields by ``apply_api_errors``.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.forms.renderers import DjangoTemplates
+from django.template import loader
 from django.utils.translation import gettext_lazy as _
 
+import kube
 from kube import load_yaml_document
 from services import manifest as m
 
-DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-QUALIFIED_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+QUALIFIED_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
+IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?\Z")
 ANNOTATIONS_MAX_BYTES = 256 * 1024
 
 
@@ -52,14 +57,17 @@ def validate_label_value(value: str) -> None:
         )
 
 
+MAX_ROWS = 100  # per list (ports, selector, annotations): the formsets' one cap, enforced with a message
+
+
 def parse_target_port(value: str) -> int | str | None:
     """A number 1–65535 (sent as an int) or an IANA service name (sent as a string); empty means 'same as port'."""
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
-        number = int(value)
-        if not 1 <= number <= 65535:
+    if re.fullmatch(r"[0-9]+", value):
+        number = m.parse_number(value, max_digits=5)
+        if number is None or not 1 <= number <= 65535:
             raise ValidationError(_("A port number must be between 1 and 65535."), code="port_range")
         return number
     if not IANA_SVC_NAME.match(value) or "--" in value or not re.search(r"[a-z]", value):
@@ -73,7 +81,107 @@ def parse_target_port(value: str) -> int | str | None:
     return value
 
 
-class ServiceForm(forms.Form):
+# --- fields ---------------------------------------------------------------------------------------------------
+
+
+class NumberField(forms.IntegerField):
+    """An IntegerField that takes ASCII digits only (``manifest.parse_number``): "²" or "٣" is not a number here."""
+
+    def to_python(self, value: Any) -> int | None:
+        if value in self.empty_values:
+            return None
+        number = m.parse_number(value)
+        if number is None:
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return number
+
+
+class ListField(forms.CharField):
+    """Items separated by commas, spaces or new lines: a list in ``cleaned_data`` and in ``initial``, as in the
+    ServiceSpec, so neither side needs converting."""
+
+    def __init__(self, *, separator: str = ", ", **kwargs: Any) -> None:
+        self.separator = separator
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return self.separator.join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            return [str(item) for item in value]
+        return str(value or "").replace(",", " ").split()
+
+
+# --- rendering ------------------------------------------------------------------------------------------------
+
+
+class FieldGroupRenderer(DjangoTemplates):
+    """Django's form renderer, with the console's field group template (``services/_field.html``), which lives with
+    the project's templates rather than the form renderer's own."""
+
+    field_template_name = "services/_field.html"
+
+    def get_template(self, template_name: str) -> Any:
+        if template_name.startswith("services/"):
+            return loader.get_template(template_name)
+        return super().get_template(template_name)
+
+
+# One renderer for every form: each renderer builds (and caches) its own template engine.
+FIELD_GROUPS = FieldGroupRenderer()
+
+
+class Section(forms.Form):
+    """One part of the Service form. Its field names are ServiceSpec's, so its ``cleaned_data`` is a piece of the
+    spec. ``shown_for`` names the fields that only mean something for some types: the others are rendered hidden
+    (what was typed survives a type switch), neither judged nor written."""
+
+    default_renderer = FIELD_GROUPS
+    layout = "field"  # or "cell": a table cell of a row
+    shown_for: dict[str, tuple[str, ...]] = {}
+    cards: tuple[str, ...] = ()  # radio fields drawn as cards
+    refreshes: tuple[str, ...] = ()  # fields whose change re-renders the form
+
+    def __init__(
+        self, *args: Any, service_type: str = m.CLUSTER_IP, urls: dict | None = None, index: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.service_type = service_type
+        self.urls = urls or {}
+        self.index = index
+
+    @property
+    def kept_hidden(self) -> set[str]:
+        return {
+            name for name, types in self.shown_for.items() if name in self.fields and self.service_type not in types
+        }
+
+    @property
+    def shown(self) -> bool:
+        return any(name not in self.kept_hidden for name in self.fields)
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if not self.is_bound:
+            return
+        for name in self.kept_hidden:
+            self._errors.pop(name, None)
+            self.cleaned_data.pop(name, None)
+
+
+# --- the sections ---------------------------------------------------------------------------------------------
+
+
+SERVICE_TYPE_CHOICES = [
+    (m.CLUSTER_IP, _("Cluster access (ClusterIP)")),
+    (m.NODE_PORT, _("Node access (NodePort)")),
+    (m.LOAD_BALANCER, _("Load balancer (LoadBalancer)")),
+]
+ROUTED = (m.CLUSTER_IP, m.NODE_PORT, m.LOAD_BALANCER)  # every type but ExternalName, a DNS alias
+
+
+class BasicsForm(Section):
     error_messages = {
         "name_length": _("The name must be 4 to 63 characters long."),
         "name_format": _(
@@ -82,115 +190,31 @@ class ServiceForm(forms.Form):
     }
 
     type = forms.ChoiceField(
-        label=_("Access type"),
-        choices=[
-            (m.CLUSTER_IP, _("Cluster access (ClusterIP)")),
-            (m.NODE_PORT, _("Node access (NodePort)")),
-            (m.LOAD_BALANCER, _("Load balancer (LoadBalancer)")),
-        ],
-        initial=m.CLUSTER_IP,
-        widget=forms.RadioSelect,
+        label=_("Access type"), choices=SERVICE_TYPE_CHOICES, initial=m.CLUSTER_IP, widget=forms.RadioSelect
     )
-    name = forms.CharField(label=_("Service name"), max_length=63, required=True)
-    session_affinity = forms.BooleanField(label=_("Session affinity"), required=False)
-    session_timeout = forms.IntegerField(
-        label=_("Session affinity maximum duration (seconds)"),
-        min_value=1,
-        max_value=86400,
-        initial=m.DEFAULT_SESSION_TIMEOUT,
-        required=False,
-    )
-    external_traffic_policy = forms.ChoiceField(
-        label=_("External traffic policy"),
-        choices=[("Cluster", _("Cluster")), ("Local", _("Local"))],
-        initial="Cluster",
-        required=False,
-        widget=forms.RadioSelect,
-    )
-    lb_type = forms.ChoiceField(
-        label=_("Load balancer type"),
-        choices=[(m.METALLB, "MetalLB"), (m.OTHER_LB, _("Other"))],
-        initial=m.METALLB,
-        required=False,
-        widget=forms.RadioSelect,
-    )
-    metallb_pool = forms.CharField(label=_("MetalLB IP pool"), required=False)
-    lb_address = forms.CharField(label=_("Load balancer address"), required=False, max_length=255)
-    # Advanced (a collapsed section).
-    internal_traffic_policy = forms.ChoiceField(
-        label=_("Internal traffic policy"),
-        choices=[("", _("Default (Cluster)")), ("Cluster", "Cluster"), ("Local", "Local")],
-        required=False,
-    )
-    ip_family_policy = forms.ChoiceField(
-        label=_("IP family policy"),
-        choices=[
-            ("", _("Default (SingleStack)")),
-            ("SingleStack", "SingleStack"),
-            ("PreferDualStack", "PreferDualStack"),
-            ("RequireDualStack", "RequireDualStack"),
-        ],
-        required=False,
-    )
-    load_balancer_class = forms.CharField(
-        label=_("Load balancer class"),
-        required=False,
-        max_length=253,
-        help_text=_("Which load balancer implementation handles this Service, e.g. example.com/internal-vip."),
-    )
-    load_balancer_source_ranges = forms.CharField(
-        label=_("Load balancer source ranges"),
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text=_("Client address ranges allowed through the load balancer, one CIDR per line, e.g. 203.0.113.0/24."),
-    )
-    # Cluster Admin only.
-    headless = forms.BooleanField(
-        label=_("Headless (no cluster IP)"),
-        required=False,
-        help_text=_("DNS returns the pods' addresses directly. Only when creating."),
-    )
-    external_ips = forms.CharField(
-        label=_("External IPs"),
-        required=False,
-        help_text=_("Addresses on the nodes that also accept traffic for this Service, comma-separated."),
-    )
+    name = forms.CharField(label=_("Service name"), max_length=63)
+    # Cluster Admin only (an ExternalName Service can take other tenants' traffic).
     external_name = forms.CharField(
         label=_("External name"), required=False, max_length=253, help_text=_("A DNS name, e.g. db.example.com.")
     )
-    resource_version = forms.CharField(required=False, widget=forms.HiddenInput)
+    shown_for = {"external_name": (m.EXTERNAL_NAME,)}
+    cards = refreshes = ("type",)
 
-    ADMIN_ONLY = ("headless", "external_ips", "external_name")
-
-    def __init__(
-        self,
-        *args: Any,
-        editing: bool = False,
-        ip_pools: list[str] | None = None,
-        admin_features: bool = False,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, editing: bool = False, admin_features: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.editing = editing
-        self.ip_pools = ip_pools
-        self.admin_features = admin_features
         if editing:
             self.fields["name"].disabled = True
-            self.fields["headless"].disabled = True  # the cluster IP cannot change once set
-        if admin_features:
-            self.fields["type"].choices = [
-                *self.fields["type"].choices,
-                (m.EXTERNAL_NAME, _("External name (ExternalName)")),
-            ]
         else:
-            # Not offered, so not accepted either: a posted value for these is ignored, and an edit keeps the
-            # Service's own.
-            for name in self.ADMIN_ONLY:
-                del self.fields[name]
-        if ip_pools:
-            self.fields["metallb_pool"] = forms.ChoiceField(
-                label=_("MetalLB IP pool"), choices=[("", "—")] + [(p, p) for p in ip_pools], required=False
+            self.fields["name"].help_text = _(
+                "4 to 63 characters: lowercase letters, digits and '-', starting with a letter and ending with a "
+                "letter or digit."
             )
+        if admin_features:
+            self.fields["type"].choices = [*SERVICE_TYPE_CHOICES, (m.EXTERNAL_NAME, _("External name (ExternalName)"))]
+        else:
+            # Not offered, so not accepted either: a posted value is ignored, and an edit keeps the Service's own.
+            del self.fields["external_name"]
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -201,6 +225,98 @@ class ServiceForm(forms.Form):
         if not DNS1035_LABEL.match(name):
             raise ValidationError(self.error_messages["name_format"], code="name_format")
         return name
+
+    def clean_external_name(self) -> str:
+        value = self.cleaned_data["external_name"].strip().rstrip(".")
+        if value and (len(value) > 253 or not DNS1123_SUBDOMAIN.match(value)):
+            raise ValidationError(_("Give a DNS name such as db.example.com (lowercase)."), code="dns_name")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        external = "external_name" in self.fields and cleaned.get("type") == m.EXTERNAL_NAME
+        if external and not cleaned.get("external_name"):
+            self.add_error("external_name", _("An ExternalName Service needs the DNS name it points to."))
+        return cleaned
+
+
+class TrafficForm(Section):
+    external_traffic_policy = forms.ChoiceField(
+        label=_("External traffic policy"),
+        choices=[("Cluster", _("Cluster")), ("Local", _("Local"))],
+        initial="Cluster",
+        required=False,
+        widget=forms.RadioSelect,
+        help_text=_(
+            "Cluster: traffic may go to Pods on any node. Local: only to Pods on the node that received it, keeping "
+            "the client's source address."
+        ),
+    )
+    lb_type = forms.ChoiceField(
+        label=_("Load balancer type"),
+        choices=[(m.METALLB, "MetalLB"), (m.OTHER_LB, _("Other"))],
+        initial=m.METALLB,
+        required=False,
+        widget=forms.RadioSelect,
+    )
+    metallb_pool = forms.CharField(label=_("MetalLB IP pool"), required=False)
+    lb_address = forms.CharField(label=_("Load balancer address"), required=False, max_length=255)
+    shown_for = {
+        "external_traffic_policy": (m.NODE_PORT, m.LOAD_BALANCER),
+        "lb_type": (m.LOAD_BALANCER,),
+        "metallb_pool": (m.LOAD_BALANCER,),
+        "lb_address": (m.LOAD_BALANCER,),
+    }
+    refreshes = ("lb_type",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ip_pools: list[str] | None = None
+        self.fields["lb_address"].help_text = (
+            _("Optional: an address from the pool; empty to let MetalLB choose.")
+            if self.chosen_lb_type == m.METALLB
+            else _("The address your cloud provider's load balancer should use, if it supports choosing one.")
+        )
+        self.offer_ip_pools(None)
+
+    @property
+    def chosen_lb_type(self) -> str:
+        return m.OTHER_LB if self["lb_type"].value() == m.OTHER_LB else m.METALLB
+
+    @property
+    def kept_hidden(self) -> set[str]:
+        hidden = super().kept_hidden
+        return hidden | {"metallb_pool"} if self.chosen_lb_type != m.METALLB else hidden
+
+    def offer_ip_pools(self, pools: list[str] | None) -> None:
+        """The cluster's MetalLB pools to choose from; None when it has no MetalLB."""
+        self.ip_pools = pools
+        label = self.fields["metallb_pool"].label
+        if pools:
+            choices = [("", "—")] + [(pool, pool) for pool in pools]
+            help_text = _("The Service gets its address from this pool, announced by MetalLB (ARP or BGP).")
+            self.fields["metallb_pool"] = forms.ChoiceField(
+                label=label, choices=choices, required=False, help_text=help_text
+            )
+            return
+        # Nothing to choose: the field is kept (hidden) and its help says why.
+        help_text = (
+            _("MetalLB is installed but has no IP address pool yet.")
+            if pools is not None
+            else _(
+                "MetalLB is not installed on this cluster (it has no IPAddressPool type). Choose “Other” or install "
+                "MetalLB."
+            )
+        )
+        self.fields["metallb_pool"] = forms.CharField(
+            label=label, required=False, widget=forms.HiddenInput, help_text=help_text
+        )
+
+    def clean_external_traffic_policy(self) -> str:
+        return self.cleaned_data["external_traffic_policy"] or "Cluster"
+
+    def clean_lb_type(self) -> str:
+        return self.cleaned_data["lb_type"] or m.METALLB
 
     def clean_lb_address(self) -> str:
         """An IP address (MetalLB also takes an IPv4 and an IPv6 address, comma-separated, for dual stack)."""
@@ -218,6 +334,109 @@ class ServiceForm(forms.Form):
             raise ValidationError(_("Give at most two addresses."), code="too_many_addresses")
         return ",".join(parts)
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.service_type == m.LOAD_BALANCER and cleaned.get("lb_type") == m.METALLB:
+            if self.ip_pools is None and cleaned.get("metallb_pool"):
+                self.add_error("metallb_pool", _("This cluster has no MetalLB installed (no IPAddressPool type)."))
+            elif self.ip_pools is not None and not cleaned.get("metallb_pool"):
+                self.add_error("metallb_pool", _("Choose the MetalLB IP pool."))
+        return cleaned
+
+
+class AffinityForm(Section):
+    session_affinity = forms.BooleanField(label=_("Send requests from the same client to the same Pod"), required=False)
+    session_timeout = NumberField(
+        label=_("Session affinity maximum duration (seconds)"),
+        min_value=1,
+        max_value=86400,
+        initial=m.DEFAULT_SESSION_TIMEOUT,
+        required=False,
+        help_text=_("Used when session affinity is on: 1 to 86400 seconds, 30 by default."),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("session_affinity") and "session_timeout" in cleaned and not cleaned["session_timeout"]:
+            self.add_error("session_timeout", _("Give a duration between 1 and 86400 seconds."))
+        elif "session_timeout" in cleaned:
+            cleaned["session_timeout"] = cleaned["session_timeout"] or m.DEFAULT_SESSION_TIMEOUT
+        return cleaned
+
+
+class AdvancedForm(Section):
+    internal_traffic_policy = forms.ChoiceField(
+        label=_("Internal traffic policy"),
+        choices=[("", _("Default (Cluster)")), ("Cluster", "Cluster"), ("Local", "Local")],
+        required=False,
+        help_text=_("Local: traffic from inside the cluster only goes to Pods on the same node."),
+    )
+    ip_family_policy = forms.ChoiceField(
+        label=_("IP family policy"),
+        choices=[
+            ("", _("Default (SingleStack)")),
+            ("SingleStack", "SingleStack"),
+            ("PreferDualStack", "PreferDualStack"),
+            ("RequireDualStack", "RequireDualStack"),
+        ],
+        required=False,
+    )
+    load_balancer_class = forms.CharField(
+        label=_("Load balancer class"),
+        required=False,
+        max_length=253,
+        help_text=_("Which load balancer implementation handles this Service, e.g. example.com/internal-vip."),
+    )
+    load_balancer_source_ranges = ListField(
+        label=_("Load balancer source ranges"),
+        required=False,
+        separator="\n",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Client address ranges allowed through the load balancer, one CIDR per line, e.g. 203.0.113.0/24."),
+    )
+    # Cluster Admin only: these can take traffic meant for other Services.
+    headless = forms.BooleanField(
+        label=_("Headless (no cluster IP)"),
+        required=False,
+        help_text=_("DNS returns the pods' addresses directly. Only when creating."),
+    )
+    external_ips = ListField(
+        label=_("External IPs"),
+        required=False,
+        help_text=_("Addresses on the nodes that also accept traffic for this Service, comma-separated."),
+    )
+    ADMIN_ONLY = ("headless", "external_ips")
+    shown_for = {
+        "internal_traffic_policy": ROUTED,
+        "ip_family_policy": ROUTED,
+        "load_balancer_class": (m.LOAD_BALANCER,),
+        "load_balancer_source_ranges": (m.LOAD_BALANCER,),
+        "headless": (m.CLUSTER_IP,),
+        "external_ips": ROUTED,
+    }
+
+    def __init__(self, *args: Any, editing: bool = False, admin_features: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.admin_features = admin_features
+        if not admin_features:
+            for name in self.ADMIN_ONLY:
+                del self.fields[name]
+        elif editing:
+            self.fields["headless"].disabled = True  # the cluster IP cannot change once set
+
+    @property
+    def plain_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name not in self.ADMIN_ONLY]
+
+    @property
+    def admin_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name in self.ADMIN_ONLY]
+
+    @property
+    def has_values(self) -> bool:
+        """Whether anything is set here, so the collapsed section opens."""
+        return any(self[name].value() for name in self.fields if name not in self.kept_hidden)
+
     def clean_load_balancer_class(self) -> str:
         value = self.cleaned_data["load_balancer_class"].strip()
         if value:
@@ -225,7 +444,7 @@ class ServiceForm(forms.Form):
         return value
 
     def clean_load_balancer_source_ranges(self) -> list[str]:
-        ranges = self.cleaned_data["load_balancer_source_ranges"].replace(",", "\n").split()
+        ranges = self.cleaned_data["load_balancer_source_ranges"]
         try:
             for cidr in ranges:
                 ipaddress.ip_network(cidr, strict=False)
@@ -234,7 +453,7 @@ class ServiceForm(forms.Form):
         return ranges
 
     def clean_external_ips(self) -> list[str]:
-        addresses = self.cleaned_data["external_ips"].replace(",", " ").split()
+        addresses = self.cleaned_data["external_ips"]
         try:
             for address in addresses:
                 ipaddress.ip_address(address)
@@ -242,43 +461,48 @@ class ServiceForm(forms.Form):
             raise ValidationError(_("Give IP addresses such as 192.0.2.10, separated by commas."), code="ip") from None
         return addresses
 
-    def clean_external_name(self) -> str:
-        value = self.cleaned_data["external_name"].strip().rstrip(".")
-        if value and (len(value) > 253 or not DNS1123_SUBDOMAIN.match(value)):
-            raise ValidationError(_("Give a DNS name such as db.example.com (lowercase)."), code="dns_name")
-        return value
+
+class LockForm(forms.Form):
+    """The resourceVersion an edit started from: the API server refuses the write (409) if the Service changed
+    since, so nobody overwrites a change they never saw. Not part of the spec."""
+
+    resource_version = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.editing = editing
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if (
-            cleaned.get("type") == m.EXTERNAL_NAME
-            and "external_name" in self.fields
-            and not cleaned.get("external_name")
-        ):
-            self.add_error("external_name", _("An ExternalName Service needs the DNS name it points to."))
-        if cleaned.get("session_affinity") and not cleaned.get("session_timeout"):
-            self.add_error("session_timeout", _("Give a duration between 1 and 86400 seconds."))
-        if cleaned.get("type") == m.LOAD_BALANCER and cleaned.get("lb_type") == m.METALLB:
-            if self.ip_pools is None and cleaned.get("metallb_pool"):
-                self.add_error("metallb_pool", _("This cluster has no MetalLB installed (no IPAddressPool type)."))
-            elif self.ip_pools is not None and not cleaned.get("metallb_pool"):
-                self.add_error("metallb_pool", _("Choose the MetalLB IP pool."))
+        if self.editing and not cleaned.get("resource_version", "").strip():
+            raise ValidationError(
+                _(
+                    "This form does not say which version of the Service it edits, so saving it could overwrite a "
+                    "change made meanwhile. Reload the page and make your changes again."
+                ),
+                code="no_resource_version",
+            )
         return cleaned
 
 
-class PortForm(forms.Form):
+# --- rows -----------------------------------------------------------------------------------------------------
+
+
+class PortForm(Section):
+    layout = "cell"
     protocol = forms.ChoiceField(
         label=_("Protocol"), choices=[("TCP", "TCP"), ("UDP", "UDP"), ("SCTP", "SCTP")], initial="TCP"
     )
     name = forms.CharField(label=_("Port name"), required=False, max_length=63)
-    port = forms.IntegerField(label=_("Service port"), min_value=1, max_value=65535)
+    port = NumberField(label=_("Service port"), min_value=1, max_value=65535)
     target_port = forms.CharField(
         label=_("Container port"),
         required=False,
         max_length=15,
         widget=forms.TextInput(attrs={"list": "named-ports", "autocomplete": "off"}),
     )
-    node_port = forms.IntegerField(label=_("Node port"), required=False, min_value=1, max_value=65535)
+    node_port = NumberField(label=_("Node port"), required=False, min_value=1, max_value=65535)
+    shown_for = {"node_port": (m.NODE_PORT, m.LOAD_BALANCER)}
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -293,7 +517,22 @@ class PortForm(forms.Form):
         return parse_target_port(self.cleaned_data["target_port"])
 
 
-class BasePortFormSet(forms.BaseFormSet):
+class RowFormSet(forms.BaseFormSet):
+    default_error_messages = {
+        **forms.BaseFormSet.default_error_messages,
+        "too_many_forms": _("A list holds at most %(num)d rows; rows beyond that are not kept."),
+    }
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        return {**super().get_form_kwargs(index), "index": index or 0}
+
+    @property
+    def dropped_rows(self) -> bool:
+        """Whether the POST held more rows than the cap (the formset builds at most MAX_ROWS of them)."""
+        return self.is_bound and self.management_form.cleaned_data.get("TOTAL_FORMS", 0) > self.absolute_max
+
+
+class BasePortFormSet(RowFormSet):
     required = True
 
     def clean(self) -> None:
@@ -319,10 +558,17 @@ class BasePortFormSet(forms.BaseFormSet):
             seen_ports.add(key)
 
 
-PortFormSet = forms.formset_factory(PortForm, formset=BasePortFormSet, extra=0, min_num=0)
+def _row_formset(form: type[forms.Form], formset: type[forms.BaseFormSet]) -> type[forms.BaseFormSet]:
+    return forms.formset_factory(
+        form, formset=formset, extra=0, max_num=MAX_ROWS, absolute_max=MAX_ROWS, validate_max=True
+    )
 
 
-class KeyValueForm(forms.Form):
+PortFormSet = _row_formset(PortForm, BasePortFormSet)
+
+
+class KeyValueForm(Section):
+    layout = "cell"
     key = forms.CharField(label=_("Key"), required=False, max_length=317)
     value = forms.CharField(label=_("Value"), required=False, strip=False)
 
@@ -340,7 +586,12 @@ class SelectorForm(KeyValueForm):
         return value
 
 
-class BaseKeyValueFormSet(forms.BaseFormSet):
+class AnnotationForm(KeyValueForm):
+    key = forms.CharField(label=_("Annotation key"), required=False, max_length=317)
+    value = forms.CharField(label=_("Annotation value"), required=False, strip=False)
+
+
+class BaseKeyValueFormSet(RowFormSet):
     def as_dict(self) -> dict[str, str]:
         return {f.cleaned_data["key"]: f.cleaned_data["value"] for f in self.forms if f.cleaned_data.get("key")}
 
@@ -380,211 +631,237 @@ class BaseAnnotationFormSet(BaseKeyValueFormSet):
             )
 
 
-SelectorFormSet = forms.formset_factory(SelectorForm, formset=BaseSelectorFormSet, extra=0)
-AnnotationFormSet = forms.formset_factory(KeyValueForm, formset=BaseAnnotationFormSet, extra=0)
+SelectorFormSet = _row_formset(SelectorForm, BaseSelectorFormSet)
+AnnotationFormSet = _row_formset(AnnotationForm, BaseAnnotationFormSet)
 
 # Prefixes of the formsets in the POST data.
 PORTS, SELECTOR, ANNOTATIONS = "ports", "selector", "annotations"
+ROWS_OF = {PORTS: PortFormSet, SELECTOR: SelectorFormSet, ANNOTATIONS: AnnotationFormSet}
+NEW_ROW = {PORTS: {"protocol": "TCP"}, SELECTOR: {}, ANNOTATIONS: {}}
 
 
 class ServiceFormBundle:
-    """The main form with its formsets, built from POST data or from a ServiceSpec."""
+    """The Service form: its sections and row formsets, bound to POST data or filled from a ServiceSpec (``spec``)
+    or from plain values (``initial``, ``rows``: how ``refreshed`` re-renders what was typed)."""
 
     def __init__(
         self,
         *,
         data: Any = None,
         spec: m.ServiceSpec | None = None,
+        initial: dict[str, Any] | None = None,
         rows: dict[str, list[dict]] | None = None,
         editing: bool = False,
-        selector_required: bool = True,
-        ip_pools: list[str] | None = None,
+        name: str | None = None,
         resource_version: str = "",
-        initial: dict | None = None,
+        selector_required: bool = True,
         admin_features: bool = False,
+        urls: dict[str, str] | None = None,
     ) -> None:
-        options = {"editing": editing, "ip_pools": ip_pools, "admin_features": admin_features}
-        if data is not None:
-            self.form = ServiceForm(data, initial=initial, **options)
-            self.ports = PortFormSet(data, prefix=PORTS)
-            self.selector = SelectorFormSet(data, prefix=SELECTOR)
-            self.annotations = AnnotationFormSet(data, prefix=ANNOTATIONS)
-        else:
-            rows = rows or {}
-            if spec is not None:
-                initial = {**(initial or {}), **initial_from_spec(spec), "resource_version": resource_version}
-                rows = rows_from_spec(spec)
-            self.form = ServiceForm(initial=initial, **options)
-            self.ports = PortFormSet(initial=rows.get(PORTS) or [{"protocol": "TCP"}], prefix=PORTS)
-            self.selector = SelectorFormSet(initial=rows.get(SELECTOR) or [{}], prefix=SELECTOR)
-            self.annotations = AnnotationFormSet(initial=rows.get(ANNOTATIONS) or [], prefix=ANNOTATIONS)
-        if self.form["type"].value() == m.EXTERNAL_NAME:
+        self.urls = urls or {}
+        self.notices: list[str] = []
+        initial = dict(initial or {})
+        rows = dict(rows or {})
+        if spec is not None:
+            values = dataclasses.asdict(spec)
+            rows = {PORTS: values.pop(PORTS), SELECTOR: _key_values(spec.selector)}
+            rows[ANNOTATIONS] = _key_values(spec.annotations)
+            initial |= values
+        if name:
+            initial["name"] = name  # a disabled field is not posted: Django takes it from here
+        bound = (data,) if data is not None else ()
+        options = {"initial": initial, "urls": self.urls}
+        self.basics = BasicsForm(*bound, editing=editing, admin_features=admin_features, **options)
+        shown = self.basics["type"].value()
+        self.service_type = shown if shown in m.SERVICE_TYPES else m.CLUSTER_IP
+        self.basics.service_type = self.service_type
+        options["service_type"] = self.service_type
+        self.traffic = TrafficForm(*bound, **options)
+        self.affinity = AffinityForm(*bound, **options)
+        self.advanced = AdvancedForm(*bound, editing=editing, admin_features=admin_features, **options)
+        self.sections: tuple[Section, ...] = (self.basics, self.traffic, self.affinity, self.advanced)
+        self.lock = LockForm(*bound, initial={"resource_version": resource_version}, editing=editing)
+        row_options = {"form_kwargs": {"service_type": self.service_type, "urls": self.urls}}
+        self.formsets: dict[str, RowFormSet] = {}
+        for prefix, formset in ROWS_OF.items():
+            if data is not None:
+                self.formsets[prefix] = formset(data, prefix=prefix, **row_options)
+            else:
+                # Ports and selector start with one empty row to fill in; annotations with none.
+                start = rows.get(prefix) or ([] if prefix == ANNOTATIONS else [dict(NEW_ROW[prefix])])
+                self.formsets[prefix] = formset(initial=start, prefix=prefix, **row_options)
+        self.ports, self.selector, self.annotations = (self.formsets[p] for p in (PORTS, SELECTOR, ANNOTATIONS))
+        if self.service_type == m.EXTERNAL_NAME:
             # An ExternalName Service is a DNS alias: it selects no pods and may list no ports.
             selector_required = self.ports.required = False
         self.selector.required = selector_required
 
+    @classmethod
+    def refreshed(cls, data: Any, change: Any = None, **options: Any) -> ServiceFormBundle:
+        """The form re-rendered from what was posted, without judging it (a type switch, a row added or removed):
+        the bound forms' values become the new form's initial values, and ``change(values, rows)`` may alter
+        them first."""
+        bound = cls(data=data, **options)
+        values = {field.name: field.value() for section in bound.sections for field in section}
+        rows = {prefix: [_row_values(form) for form in formset.forms] for prefix, formset in bound.formsets.items()}
+        if change is not None:
+            change(values, rows)
+        dropped = False
+        for prefix, formset in bound.formsets.items():
+            if formset.dropped_rows or len(rows[prefix]) > MAX_ROWS:
+                del rows[prefix][MAX_ROWS:]
+                dropped = True
+        options.pop("name", None)
+        version = bound.lock["resource_version"].value() or ""
+        refreshed = cls(initial=values, rows=rows, **{**options, "resource_version": version})
+        if dropped:
+            refreshed.notices = [RowFormSet.default_error_messages["too_many_forms"] % {"num": MAX_ROWS}]
+        return refreshed
+
+    def offer_ip_pools(self, pools: list[str] | None) -> None:
+        self.traffic.offer_ip_pools(pools)
+
     def is_valid(self) -> bool:
-        # Evaluate all four so every error is shown at once.
-        results = [self.form.is_valid(), self.ports.is_valid(), self.selector.is_valid(), self.annotations.is_valid()]
+        # Evaluate every part so every error is shown at once.
+        results = [form.is_valid() for form in (*self.sections, self.lock, *self.formsets.values())]
         return all(results)
 
     def spec(self, namespace: str) -> m.ServiceSpec:
-        data = self.form.cleaned_data
+        """The ServiceSpec the valid form describes: its sections' cleaned data merged, and the rows."""
+        merged: dict[str, Any] = {}
+        for section in self.sections:
+            merged |= section.cleaned_data
         return m.ServiceSpec(
-            name=data["name"],
             namespace=namespace,
-            type=data["type"],
+            ports=[m.PortSpec(**form.cleaned_data) for form in self.ports.forms if form.cleaned_data],
             selector=self.selector.as_dict(),
-            ports=[
-                m.PortSpec(
-                    port=f.cleaned_data["port"],
-                    protocol=f.cleaned_data["protocol"],
-                    name=f.cleaned_data["name"],
-                    target_port=f.cleaned_data["target_port"],
-                    node_port=f.cleaned_data["node_port"],
-                )
-                for f in self.ports.forms
-                if f.cleaned_data
-            ],
-            session_affinity=data["session_affinity"],
-            session_timeout=data["session_timeout"] or m.DEFAULT_SESSION_TIMEOUT,
             annotations=self.annotations.as_dict(),
-            external_traffic_policy=data["external_traffic_policy"] or "Cluster",
-            lb_type=data["lb_type"] or m.METALLB,
-            metallb_pool=data["metallb_pool"] or "",
-            lb_address=data["lb_address"].strip(),
-            internal_traffic_policy=data["internal_traffic_policy"],
-            ip_family_policy=data["ip_family_policy"],
-            load_balancer_class=data["load_balancer_class"],
-            load_balancer_source_ranges=data["load_balancer_source_ranges"],
-            external_ips=data.get("external_ips") if "external_ips" in data else None,
-            headless=data.get("headless") if "headless" in data else None,
-            external_name=data.get("external_name", ""),
+            **merged,
         )
+
+    @property
+    def resource_version(self) -> str:
+        return self.lock.cleaned_data["resource_version"].strip()
+
+    def __getitem__(self, name: str) -> forms.BoundField:
+        """A field of any section (or the lock) by name."""
+        for form in (*self.sections, self.lock):
+            if name in form.fields:
+                return form[name]
+        raise KeyError(name)
+
+    @property
+    def errors(self) -> dict[str, Any]:
+        """Every section's field errors in one mapping."""
+        merged: dict[str, Any] = {}
+        for form in self.sections:
+            merged |= form.errors
+        return merged
+
+    def non_field_errors(self) -> list[str]:
+        return [error for form in (self.lock, *self.sections) for error in form.non_field_errors()]
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        section = next((form for form in self.sections if field in form.fields), self.basics)
+        section.add_error(field, error)
 
     @property
     def has_errors(self) -> bool:
         return bool(
-            self.form.errors
-            or any(self.ports.errors)
-            or self.ports.non_form_errors()
-            or any(self.selector.errors)
-            or self.selector.non_form_errors()
-            or any(self.annotations.errors)
-            or self.annotations.non_form_errors()
+            any(form.errors for form in (*self.sections, self.lock))
+            or any(any(formset.errors) or formset.non_form_errors() for formset in self.formsets.values())
         )
 
+    def selector_labels(self) -> dict[str, str]:
+        """The selector as typed so far (judged or not), for the "matches N pods" hint."""
+        labels = {}
+        for form in self.selector.forms:
+            key, value = (str(form[name].value() or "").strip() for name in ("key", "value"))
+            if key:
+                labels[key] = value
+        return labels
 
-def initial_from_spec(spec: m.ServiceSpec) -> dict[str, Any]:
-    return {
-        "type": spec.type,
-        "name": spec.name,
-        "session_affinity": spec.session_affinity,
-        "session_timeout": spec.session_timeout,
-        "external_traffic_policy": spec.external_traffic_policy,
-        "lb_type": spec.lb_type,
-        "metallb_pool": spec.metallb_pool,
-        "lb_address": spec.lb_address,
-        "internal_traffic_policy": spec.internal_traffic_policy,
-        "ip_family_policy": spec.ip_family_policy,
-        "load_balancer_class": spec.load_balancer_class,
-        "load_balancer_source_ranges": "\n".join(spec.load_balancer_source_ranges),
-        "external_ips": ", ".join(spec.external_ips or []),
-        "headless": bool(spec.headless),
-        "external_name": spec.external_name,
-    }
+    def node_ports(self) -> dict[str, int]:
+        """The node ports typed so far, by their fields' names: the live checks judge them as they are typed."""
+        if self.service_type not in (m.NODE_PORT, m.LOAD_BALANCER):
+            return {}
+        typed = {form["node_port"].html_name: m.parse_number(form["node_port"].value()) for form in self.ports.forms}
+        return {html_name: port for html_name, port in typed.items() if port is not None}
 
-
-def rows_from_spec(spec: m.ServiceSpec) -> dict[str, list[dict]]:
-    return {
-        PORTS: [
-            {
-                "protocol": p.protocol,
-                "name": p.name,
-                "port": p.port,
-                "target_port": "" if p.target_port is None else str(p.target_port),
-                "node_port": p.node_port or "",
-            }
-            for p in spec.ports
-        ],
-        SELECTOR: [{"key": k, "value": v} for k, v in spec.selector.items()],
-        ANNOTATIONS: [{"key": k, "value": v} for k, v in spec.annotations.items()],
-    }
-
-
-_ROW_FIELDS = {
-    PORTS: ("protocol", "name", "port", "target_port", "node_port"),
-    SELECTOR: ("key", "value"),
-    ANNOTATIONS: ("key", "value"),
-}
-MAX_ROWS = 100
+    def refused(self, error: Exception, *, editing: bool) -> bool:
+        """Put the API server's refusal on the form; True when it was a conflict (someone changed the Service)."""
+        if not isinstance(error, kube.ApiError):
+            self.add_error(None, str(error))
+            return False
+        if error.status == 409 and editing:
+            self.add_error(
+                None,
+                _(
+                    "Someone changed this Service after you opened it. Your input is kept below; reload to start "
+                    "from the current version."
+                ),
+            )
+            return True
+        if error.status == 409:
+            name = self.basics.cleaned_data.get("name", "")
+            self.add_error("name", _("A Service named “%(name)s” already exists in this namespace.") % {"name": name})
+        elif error.status == 404 and editing:
+            self.add_error(None, _("This Service was deleted meanwhile."))
+        else:
+            apply_api_errors(self, error.causes, error.message)
+        return False
 
 
-def rows_from_post(data: Any) -> dict[str, list[dict]]:
-    """The rows exactly as typed (unvalidated), to re-render the form after a type switch or a row change."""
-    rows: dict[str, list[dict]] = {}
-    for prefix, fields in _ROW_FIELDS.items():
-        try:
-            total = min(int(data.get(f"{prefix}-TOTAL_FORMS", 0)), MAX_ROWS)
-        except ValueError:
-            total = 0
-        rows[prefix] = [{name: data.get(f"{prefix}-{i}-{name}", "") for name in fields} for i in range(total)]
-    return rows
+def _key_values(mapping: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": key, "value": value} for key, value in mapping.items()]
 
 
-def initial_from_post(data: Any) -> dict[str, Any]:
-    fields = ServiceForm.base_fields
-    booleans = ("session_affinity", "headless")
-    initial = {name: data.get(name, "") for name in fields if name not in booleans}
-    for name in booleans:
-        initial[name] = data.get(name) in ("on", "true", "1")
-    return initial
+def _row_values(form: forms.Form) -> dict[str, Any]:
+    return {name: form[name].value() for name in form.fields}
 
 
 # --- API server errors onto fields ------------------------------------------------------------------------------
 
-_PORT_FIELD = {
-    "port": "port",
-    "name": "name",
-    "protocol": "protocol",
-    "targetPort": "target_port",
-    "nodePort": "node_port",
-}
-_MAIN_FIELD = {
+# Where the API server's name of a field (its path, in camelCase) is not the form's (the spec's, in snake_case).
+_RENAMED = {
     "metadata.name": "name",
-    "spec.type": "type",
-    "spec.sessionAffinity": "session_affinity",
     "spec.sessionAffinityConfig.clientIP.timeoutSeconds": "session_timeout",
-    "spec.externalTrafficPolicy": "external_traffic_policy",
     "spec.loadBalancerIP": "lb_address",
+    "spec.clusterIP": "headless",
 }
-_PORT_PATH = re.compile(r"^spec\.ports\[(\d+)\](?:\.(\w+))?")
+_PORT_PATH = re.compile(r"^spec\.ports\[([0-9]{1,3})\](?:\.(\w+))?")
+_SPEC_PATH = re.compile(r"^spec\.(\w+)")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
 def apply_api_errors(bundle: ServiceFormBundle, causes: list[dict[str, str]], message: str) -> None:
-    """Put the API server's 422 causes on the fields they name; anything unmatched goes on the form."""
+    """Put the API server's 422 causes on the fields they name (a field named as in the spec needs no entry
+    here); anything unmatched goes on the form."""
     placed = False
     for cause in causes:
         path, text = cause.get("field", ""), cause.get("message", "")
-        match = _PORT_PATH.match(path)
-        if match and int(match.group(1)) < len(bundle.ports.forms):
-            field = _PORT_FIELD.get(match.group(2) or "")
-            bundle.ports.forms[int(match.group(1))].add_error(field, text)
-            placed = True
-        elif path in _MAIN_FIELD:
-            bundle.form.add_error(_MAIN_FIELD[path], text)
-            placed = True
+        port_path, spec_path = _PORT_PATH.match(path), _SPEC_PATH.match(path)
+        field = _RENAMED.get(path) or (_snake(spec_path.group(1)) if spec_path else "")
+        if port_path and int(port_path.group(1)) < len(bundle.ports.forms):
+            form = bundle.ports.forms[int(port_path.group(1))]
+            name = _snake(port_path.group(2) or "")
+            form.add_error(name if name in form.fields else None, text)
         elif path.startswith("spec.selector"):
             bundle.selector._non_form_errors = bundle.selector.error_class([text])  # noqa: SLF001
-            placed = True
         elif path.startswith("metadata.annotations"):
             bundle.annotations._non_form_errors = bundle.annotations.error_class([text])  # noqa: SLF001
-            placed = True
+        elif any(field in section.fields and field not in section.kept_hidden for section in bundle.sections):
+            bundle.add_error(field, text)
         elif path:
-            bundle.form.add_error(None, f"{path}: {text}")
-            placed = True
+            bundle.add_error(None, f"{path}: {text}")
+        else:
+            continue
+        placed = True
     if not placed:
-        bundle.form.add_error(None, message)
+        bundle.add_error(None, message)
 
 
 # --- YAML ------------------------------------------------------------------------------------------------------
@@ -593,7 +870,8 @@ YAML_MAX_BYTES = 512 * 1024
 
 
 def service_from_yaml(text: str, namespace: str, name: str | None) -> dict:
-    """The one Service a YAML text may hold; raises ValueError with a message for the user."""
+    """The one Service a YAML text may hold, to create (``name`` None: what the API server sets is left out) or to
+    replace the Service ``name`` (its resourceVersion required); raises ValueError with a message for the user."""
     document = load_yaml_document(text, YAML_MAX_BYTES)
     if not isinstance(document, dict):
         raise ValueError(_("The YAML must be a mapping describing one Service."))
@@ -615,6 +893,19 @@ def service_from_yaml(text: str, namespace: str, name: str | None) -> dict:
             _("This Service belongs in namespace “%(namespace)s”; the YAML names another.") % {"namespace": namespace}
         )
     metadata["namespace"] = namespace
-    if name is not None and metadata["name"] != name:
+    if name is None:
+        return m.without_server_fields(document)
+    if metadata["name"] != name:
         raise ValueError(_("A Service cannot be renamed; create a new one instead."))
+    version = metadata.get("resourceVersion")
+    if isinstance(version, int) and not isinstance(version, bool):
+        metadata["resourceVersion"] = version = str(version)
+    if not isinstance(version, str) or not version.strip():
+        # Without it the API server would take the write whatever changed meanwhile (last write wins).
+        raise ValueError(
+            _(
+                "Keep metadata.resourceVersion: it says which version of the Service you edited, so that a change "
+                "made meanwhile is not overwritten."
+            )
+        )
     return document

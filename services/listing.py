@@ -34,8 +34,9 @@ def remember_write(
     }
     key = f"{access.cluster.pk}/{namespace}"
     version, deleted, _at = writes.get(key, (0, [], now))
-    if resource_version.isdigit():
-        version = max(version, int(resource_version))
+    written = m.parse_number(resource_version, max_digits=20)
+    if written is not None:
+        version = max(version, written)
     if deleted_uid:
         deleted = [*deleted[-19:], deleted_uid]
     writes[key] = (version, deleted, now)

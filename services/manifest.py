@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,27 @@ _LOAD_BALANCER_ONLY = (
     "allocateLoadBalancerNodePorts",
     "healthCheckNodePort",
 )
+
+
+_NUMBER = re.compile(r"-?[0-9]+")
+
+
+def parse_number(text: object, max_digits: int = 12) -> int | None:
+    """``text`` as an int when it is a plain ASCII number of at most ``max_digits`` digits, else None.
+
+    ``str.isdigit`` accepts "²" (which ``int`` refuses) and ``int`` accepts "٣" and refuses more than 4300 digits;
+    every number the console reads from a person or a URL goes through here instead, so none of those reach
+    ``int``."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return text
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    if len(text.removeprefix("-")) > max_digits or not _NUMBER.fullmatch(text):
+        return None
+    return int(text)
 
 
 @dataclass
@@ -193,9 +215,8 @@ def apply_to_live(live: dict[str, Any], spec: ServiceSpec, resource_version: str
 def _int_or_name(value: Any) -> int | str | None:
     if value is None or value == "":
         return None
-    if isinstance(value, int):
-        return value
-    return int(value) if str(value).isdigit() else str(value)
+    number = parse_number(value, max_digits=5)
+    return number if number is not None else str(value)
 
 
 def spec_from_service(service: dict[str, Any]) -> ServiceSpec:
@@ -237,6 +258,20 @@ def spec_from_service(service: dict[str, Any]) -> ServiceSpec:
         headless=body.get("clusterIP") == "None",
         external_name=body.get("externalName", ""),
     )
+
+
+# What the API server sets on a Service. A YAML create carrying them (say, the YAML of another Service, copied from
+# its page to make a similar one) would be refused with an internal error, so they are left out.
+SERVER_SET_METADATA = ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "selfLink")
+
+
+def without_server_fields(document: dict[str, Any]) -> dict[str, Any]:
+    """A Service document to create: without the metadata the API server sets, and without status."""
+    document = {key: value for key, value in document.items() if key != "status"}
+    metadata = document.get("metadata")
+    if isinstance(metadata, dict):
+        document["metadata"] = {key: value for key, value in metadata.items() if key not in SERVER_SET_METADATA}
+    return document
 
 
 def access_addresses(service: dict[str, Any], node_ips: list[str]) -> list[str]:

@@ -1,11 +1,17 @@
+"""The Services pages. Each view is an access check, a form or a call, and an answer; the form's interactions
+(live validation, type switch, rows, workload labels, a free node port) each have their own URL, and the form and
+the YAML editor share one write path (``_write``)."""
+
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -16,18 +22,20 @@ from django_htmx.http import HttpResponseClientRedirect
 import kube
 from clusters import audit
 from clusters.access import Access, cluster_for_user, namespace_access
-from services import api, checks, listing
+from services import api, listing, live_checks
 from services import manifest as m
 from services.forms import (
-    ANNOTATIONS,
+    DNS1123_LABEL,
+    MAX_ROWS,
+    NEW_ROW,
     PORTS,
+    ROWS_OF,
     SELECTOR,
     ServiceFormBundle,
-    apply_api_errors,
-    initial_from_post,
-    rows_from_post,
     service_from_yaml,
 )
+
+View = Callable[..., HttpResponse]
 
 
 def _redirect(request: HttpRequest, url: str) -> HttpResponse:
@@ -58,23 +66,50 @@ def _record(
     )
 
 
-def _unavailable(request: HttpRequest, access: Access, namespace: str, message: str) -> HttpResponse:
-    context = {"access": access, "namespace": namespace, "error": message, "nav": "services"}
-    return render(request, "services/unavailable.html", context, status=503)
+# --- a Service that is gone, a cluster that cannot answer: raised by helpers, answered in one place --------------
 
 
-def _fetch_service(request: HttpRequest, access: Access, namespace: str, name: str) -> dict | HttpResponse:
-    """The live Service, or the answer to give instead: back to the list when it is gone, a plain page when the
-    cluster cannot be asked or refuses the console."""
+class ServiceGone(Exception):
+    def __init__(self, access: Access, namespace: str, name: str) -> None:
+        super().__init__(name)
+        self.access, self.namespace, self.name = access, namespace, name
+
+
+class ClusterDown(Exception):
+    def __init__(self, access: Access, namespace: str, message: str) -> None:
+        super().__init__(message)
+        self.access, self.namespace, self.message = access, namespace, message
+
+
+def get_service_or_gone(access: Access, namespace: str, name: str) -> dict:
+    """The live Service; raises ServiceGone when it does not exist and ClusterDown when the cluster cannot be asked
+    or refuses the console. ``answers_failures`` turns both into pages."""
     try:
         return api.get_service(access.cluster, namespace, name)
     except api.ApiError as error:
         if error.status == 404:
-            messages.error(request, _("The Service “%(name)s” no longer exists.") % {"name": name})
-            return _redirect(request, reverse("services:list", args=[access.cluster.name, namespace]))
-        return _unavailable(request, access, namespace, error.message)
+            raise ServiceGone(access, namespace, name) from error
+        raise ClusterDown(access, namespace, error.message) from error
     except kube.ClusterUnavailable as unavailable:
-        return _unavailable(request, access, namespace, str(unavailable))
+        raise ClusterDown(access, namespace, str(unavailable)) from unavailable
+
+
+def answers_failures(view: View) -> View:
+    """A Service that is gone sends the user back to the list with a message; a cluster that cannot answer gets a
+    plain page saying so (503)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except ServiceGone as gone:
+            messages.error(request, _("The Service “%(name)s” no longer exists.") % {"name": gone.name})
+            return _redirect(request, reverse("services:list", args=[gone.access.cluster.name, gone.namespace]))
+        except ClusterDown as down:
+            context = {"access": down.access, "namespace": down.namespace, "error": down.message, "nav": "services"}
+            return render(request, "services/unavailable.html", context, status=503)
+
+    return wrapper
 
 
 # --- list ---------------------------------------------------------------------------------------------------------
@@ -86,7 +121,8 @@ def pick_namespace(request: HttpRequest, cluster: str) -> HttpResponse:
     """容器网络 → 服务 for a cluster: go to the chosen (or the first visible) namespace's Services."""
     access = cluster_for_user(request, cluster)
     wanted = request.GET.get("namespace", "")
-    if wanted and access.can_view(wanted):
+    # Only a namespace name can be one (a superuser may view any, so the role check alone would let any text by).
+    if len(wanted) <= 63 and DNS1123_LABEL.match(wanted) and access.can_view(wanted):
         return redirect("services:list", cluster, wanted)
     namespaces = _namespaces(access)
     if not namespaces:
@@ -103,7 +139,7 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
     type_filter = type_filter if type_filter in m.SERVICE_TYPES else ""
     continue_token = request.GET.get("continue", "")
     error, next_token, items = "", "", []
-    page = max(int(request.GET.get("page", "1")) if request.GET.get("page", "1").isdigit() else 1, 1)
+    page = max(m.parse_number(request.GET.get("page", ""), max_digits=6) or 1, 1)
     try:
         items, has_next, next_token = listing.services_page(
             request, access, namespace, query, type_filter, page, continue_token
@@ -112,7 +148,7 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
         node_ips = api.node_addresses(access.cluster) if needs_nodes else []
     except api.ApiError as failure:
         if failure.status == 410:  # the continue token expired: start again from the first page
-            return redirect(f"{reverse('services:list', args=[cluster, namespace])}")
+            return redirect(reverse("services:list", args=[cluster, namespace]))
         error, has_next, node_ips = failure.message, False, []
     except kube.ClusterUnavailable as unavailable:
         error, has_next, node_ips = str(unavailable), False, []
@@ -141,266 +177,329 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
     return render(request, template, context)
 
 
-# --- create / edit --------------------------------------------------------------------------------------------
+# --- the write path, shared by the form and the YAML editor -----------------------------------------------------
 
 
-def _bundle_after_action(
-    action: str, request: HttpRequest, bundle_args: dict[str, Any], access: Access, namespace: str, name: str | None
-) -> tuple[ServiceFormBundle, dict]:
-    """Re-render the form after a type switch or a row change, keeping everything typed, without validating."""
-    rows = rows_from_post(request.POST)
-    initial = initial_from_post(request.POST)
-    if name:
-        initial["name"] = name
-    extra: dict[str, Any] = {}
-    verb, _sep, index = action.partition("-")
-    for prefix in (PORTS, SELECTOR, ANNOTATIONS):
-        if verb == f"add_{prefix}":
-            rows[prefix].append({"protocol": "TCP"} if prefix == PORTS else {})
-        elif verb == f"remove_{prefix}" and index.isdigit() and int(index) < len(rows[prefix]):
-            rows[prefix].pop(int(index))
-    if verb == "free_node_port" and index.isdigit() and int(index) < len(rows[PORTS]):
-        try:
-            port = api.free_node_port(access.cluster, namespace)
-        except (api.ApiError, kube.ClusterUnavailable) as error:
-            extra["node_port_error"] = str(error)
-        else:
-            rows[PORTS][int(index)]["node_port"] = port or ""
-    if verb == "pick_workload":
-        try:
-            extra["workloads"] = api.list_workloads(access.cluster, namespace)
-        except (api.ApiError, kube.ClusterUnavailable) as error:
-            extra["workload_error"] = str(error)
-    elif verb == "use_workload":
-        kind, _slash, name = index.partition("/")
-        try:
-            labels = api.workload_selector(access.cluster, namespace, kind, name)
-            rows[SELECTOR] = [{"key": k, "value": v} for k, v in labels.items()] or rows[SELECTOR]
-        except (api.ApiError, kube.ClusterUnavailable) as error:
-            extra["workload_error"] = str(error)
-    bundle = ServiceFormBundle(rows=rows, initial=initial, **bundle_args)
-    return bundle, extra
+@dataclass
+class Editor:
+    """One create or edit: who may write where, the live Service (None when creating) and the form's URLs."""
+
+    access: Access
+    namespace: str
+    live: dict | None
+    urls: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str | None:
+        return self.live["metadata"]["name"] if self.live else None
 
 
-def _body(bundle: ServiceFormBundle, namespace: str, live: dict | None) -> dict:
-    """What the form would write: a new Service, or the live one with the form's fields written over it."""
-    spec = bundle.spec(namespace)
-    if live is None:
-        return m.build_service_manifest(spec)
-    return m.apply_to_live(
-        live, spec, bundle.form.cleaned_data["resource_version"] or live["metadata"]["resourceVersion"]
-    )
+def _editor(request: HttpRequest, cluster: str, namespace: str, name: str | None) -> Editor:
+    access = namespace_access(request, cluster, namespace, write=True)
+    live = get_service_or_gone(access, namespace, name) if name else None
+    return Editor(access, namespace, live, _form_urls(cluster, namespace, name))
 
 
-def _submit(
-    request: HttpRequest,
-    bundle: ServiceFormBundle,
-    access: Access,
-    namespace: str,
-    live: dict | None,
-    *,
-    dry_run: bool = False,
-) -> tuple[dict | None, bool]:
-    """Create or replace the Service (or, with ``dry_run``, ask the API server whether it would); on refusal put
-    the API server's reasons on the form. Returns (the resulting Service or None, whether it was a conflict)."""
-    body = _body(bundle, namespace, live)
+def _store(editor: Editor, body: dict, *, dry_run: bool = False) -> dict:
+    """Create or replace (with ``dry_run``: ask the API server whether it would). Raises ApiError or
+    ClusterUnavailable."""
+    cluster, namespace = editor.access.cluster, editor.namespace
+    if editor.live:
+        return api.replace_service(cluster, namespace, body["metadata"]["name"], body, dry_run=dry_run)
+    return api.create_service(cluster, namespace, body, dry_run=dry_run)
+
+
+def _write(request: HttpRequest, editor: Editor, body: dict, *, via: str) -> HttpResponse:
+    """Store the Service, note the write for the list's informer, audit it, say so and go to its page. A refusal is
+    audited and raised (ApiError or ClusterUnavailable) for the caller to show beside the input."""
     name = body["metadata"]["name"]
-    action = "update" if live else "create"
+    action = ("update" if editor.live else "create") + ("" if via == "form" else f" ({via})")
     try:
-        if live:
-            stored = api.replace_service(access.cluster, namespace, name, body, dry_run=dry_run)
-        else:
-            stored = api.create_service(access.cluster, namespace, body, dry_run=dry_run)
-    except api.ApiError as error:
-        conflict = bool(live) and error.status == 409
-        if conflict:
-            bundle.form.add_error(
-                None,
-                _(
-                    "Someone changed this Service after you opened it. Your input is kept below; reload to start from the current version."
-                ),
-            )
-        elif error.status == 409:
-            bundle.form.add_error(
-                "name", _("A Service named “%(name)s” already exists in this namespace.") % {"name": name}
-            )
-        elif error.status == 404 and live:
-            bundle.form.add_error(None, _("This Service was deleted meanwhile."))
-        else:
-            apply_api_errors(bundle, error.causes, error.message)
-        if not dry_run:
-            _record(request, access, namespace, action, name, "failed", error.message)
-        return None, conflict
-    except kube.ClusterUnavailable as error:
-        bundle.form.add_error(None, str(error))
-        if not dry_run:
-            _record(request, access, namespace, action, name, "failed", str(error))
-        return None, False
-    if dry_run:
-        return stored, False
-    listing.remember_write(request, access, namespace, resource_version=stored["metadata"]["resourceVersion"])
-    _record(
-        request,
-        access,
-        namespace,
-        action,
-        name,
-        "success",
-        f"type={body['spec']['type']} ports={len(body['spec']['ports'])}",
+        stored = _store(editor, body)
+    except (api.ApiError, kube.ClusterUnavailable) as error:
+        _record(request, editor.access, editor.namespace, action, name, "failed", str(error))
+        raise
+    listing.remember_write(
+        request, editor.access, editor.namespace, resource_version=stored["metadata"]["resourceVersion"]
     )
-    return stored, False
+    spec = stored.get("spec") or {}
+    detail = f"type={spec.get('type', '')} ports={len(spec.get('ports') or [])}"
+    _record(request, editor.access, editor.namespace, action, name, "success", detail)
+    done = _("Service “%(name)s” updated.") if editor.live else _("Service “%(name)s” created.")
+    messages.success(request, done % {"name": name})
+    return _redirect(request, reverse("services:detail", args=[editor.access.cluster.name, editor.namespace, name]))
 
 
-def _conflict_diff(access: Access, namespace: str, bundle: ServiceFormBundle, live: dict | None) -> tuple[list, str]:
-    """After a conflict: how the user's version differs from the Service as it is now."""
-    try:
-        current = api.get_service(access.cluster, namespace, live["metadata"]["name"]) if live else None
-    except (api.ApiError, kube.ClusterUnavailable):
-        return [], ""
-    if current is None:
-        return [], ""
-    mine = _body(bundle, namespace, current)
-    return m.yaml_diff(current, mine), _("Your version compared with the current one")
+# --- the form ---------------------------------------------------------------------------------------------------
 
 
-_QUIET_CODES = {"required", "no_ports", "no_selector"}
+# URL names of the form's interactions (``services:create_<key>``, ``services:edit_<key>``) besides the rows'.
+INTERACTIONS = ("validate", "refresh", "workloads", "use_workload", "free_node_port")
 
 
-def _messages(errors: dict, field: str) -> list[str]:
-    """Error messages of a field, without "this is required" ones: live validation runs while the user types."""
-    return [message for error in errors.get(field, []) if error.code not in _QUIET_CODES for message in error.messages]
-
-
-def _live_validation(
-    request: HttpRequest,
-    bundle_args: dict[str, Any],
-    access: Access,
-    namespace: str,
-    live: dict | None,
-    name: str | None,
-) -> HttpResponse:
-    """Validate as the user types: the form's own rules, then the API server's verdict on a dry run, which-node-port-
-    is-taken, and what the selector matches. Answers with out-of-band swaps of the error slots only, so nothing
-    the user is typing is replaced."""
-    bundle = ServiceFormBundle(data=request.POST, initial={"name": name}, **bundle_args)
-    verdict = ""
-    if bundle.is_valid():
-        result, _conflict = _submit(request, bundle, access, namespace, live, dry_run=True)
-        verdict = "accepted" if result is not None else "refused"
-    field_errors = [
-        (bound.html_name, _messages(bundle.form.errors.as_data(), field))
-        for field, bound in ((f, bundle.form[f]) for f in bundle.form.fields)
-        if not isinstance(bound.field.widget, forms.HiddenInput)
-    ]
-    for formset in (bundle.ports, bundle.selector, bundle.annotations):
-        for form in formset.forms:
-            field_errors += [(form[f].html_name, _messages(form.errors.as_data(), f)) for f in form.fields]
-    rows = rows_from_post(request.POST)
-    taken = _taken_node_ports(access, namespace, rows[PORTS], live)
-    field_errors = [(html, messages + taken.get(html, [])) for html, messages in field_errors]
-    context = {
-        "field_errors": field_errors,
-        "formset_errors": [
-            (prefix, [e for e in formset.non_form_errors().as_data() if e.code not in _QUIET_CODES])
-            for prefix, formset in (
-                (PORTS, bundle.ports),
-                (SELECTOR, bundle.selector),
-                (ANNOTATIONS, bundle.annotations),
-            )
-        ],
-        "non_field_errors": bundle.form.non_field_errors(),
-        "verdict": "refused" if verdict == "accepted" and taken else verdict,
-        "insight": checks.selector_insight(access.cluster, namespace, rows[SELECTOR]),
+def _form_urls(cluster: str, namespace: str, name: str | None) -> dict[str, str]:
+    """The form's URLs: where it saves and where each of its interactions posts."""
+    prefix, args = ("edit", [cluster, namespace, name]) if name else ("create", [cluster, namespace])
+    urls = {
+        "save": reverse(f"services:{prefix}", args=args),
+        **{key: reverse(f"services:{prefix}_{key}", args=args) for key in INTERACTIONS},
     }
-    return render(request, "services/form.html#validation", context)
+    for rows in ROWS_OF:
+        urls[f"add_{rows}"] = reverse(f"services:{prefix}_add_row", args=[*args, rows])
+        urls[f"remove_{rows}"] = reverse(f"services:{prefix}_remove_row", args=[*args, rows])
+    return urls
 
 
-def _selector_rows(bundle: ServiceFormBundle) -> list[dict]:
-    if bundle.selector.is_bound:
-        return rows_from_post(bundle.selector.data)[SELECTOR]
-    return [form.initial or {} for form in bundle.selector.forms]
+def _bundle(editor: Editor, data: Any = None, *, change: Callable | None = None) -> ServiceFormBundle:
+    """The form of this create or edit: bound to ``data``, re-rendered from it (``change``), or filled from the
+    live Service; with the cluster's MetalLB pools when it shows a LoadBalancer."""
+    live = editor.live
+    options = {
+        "editing": live is not None,
+        "name": editor.name,
+        # The seed asks for a selector; a Service created without one (hand-managed endpoints) may stay so.
+        "selector_required": live is None or bool(live.get("spec", {}).get("selector")),
+        # Headless, ExternalName and externalIPs can capture other tenants' traffic: Cluster Admins only.
+        "admin_features": editor.access.is_cluster_admin,
+        "urls": editor.urls,
+    }
+    if change is not None:
+        bundle = ServiceFormBundle.refreshed(data, change, **options)
+    elif data is not None:
+        bundle = ServiceFormBundle(data=data, **options)
+    elif live is not None:
+        version = live["metadata"]["resourceVersion"]
+        bundle = ServiceFormBundle(spec=m.spec_from_service(live), resource_version=version, **options)
+    else:
+        bundle = ServiceFormBundle(**options)
+    if bundle.service_type == m.LOAD_BALANCER:  # MetalLB's pools matter only to a LoadBalancer
+        try:
+            bundle.offer_ip_pools(api.list_ip_pools(editor.access.cluster))
+        except (api.ApiError, kube.ClusterUnavailable) as error:
+            raise ClusterDown(editor.access, editor.namespace, str(error)) from error
+    return bundle
 
 
-def _taken_node_ports(access: Access, namespace: str, port_rows: list[dict], live: dict | None) -> dict[str, list[str]]:
-    """Errors for node ports outside the cluster's range or held by another Service (named): checks a dry run
-    cannot make, since the API server skips node-port allocation when nothing is stored."""
-    wanted = {i: int(row["node_port"]) for i, row in enumerate(port_rows) if str(row.get("node_port", "")).isdigit()}
-    problems = checks.node_port_problems(access.cluster, namespace, list(wanted.values()), live)
-    return {f"{PORTS}-{i}-node_port": [problems[port]] for i, port in wanted.items() if port in problems}
+def _render_form(
+    request: HttpRequest, editor: Editor, bundle: ServiceFormBundle, status: int = 200, **extra: Any
+) -> HttpResponse:
+    context = {
+        "access": editor.access,
+        "namespace": editor.namespace,
+        "live": editor.live,
+        "bundle": bundle,
+        "urls": editor.urls,
+        "nav": "services",
+        "insight": live_checks.selector_insight(editor.access.cluster, editor.namespace, bundle.selector_labels()),
+        **extra,
+    }
+    template = "services/form.html#form" if request.htmx else "services/form.html"
+    return render(request, template, context, status=status)
+
+
+def _body(editor: Editor, bundle: ServiceFormBundle, live: dict | None = None) -> dict:
+    """What the form would write: a new Service, or the live one with the form's fields written over it."""
+    live = live or editor.live
+    spec = bundle.spec(editor.namespace)
+    return m.apply_to_live(live, spec, bundle.resource_version) if live else m.build_service_manifest(spec)
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
 @vary_on_headers("HX-Request")
+@answers_failures
 def service_form(request: HttpRequest, cluster: str, namespace: str, name: str | None = None) -> HttpResponse:
-    access = namespace_access(request, cluster, namespace, write=True)
-    live = _fetch_service(request, access, namespace, name) if name else None
-    if isinstance(live, HttpResponse):
-        return live
-    # MetalLB's pools matter only to a LoadBalancer; other types skip the call.
-    shown_type = request.POST.get("type") or (live or {}).get("spec", {}).get("type") or m.CLUSTER_IP
+    editor = _editor(request, cluster, namespace, name)
+    if request.method == "GET":
+        return _render_form(request, editor, _bundle(editor))
+    bundle = _bundle(editor, request.POST)
+    if not bundle.is_valid():
+        return _render_form(request, editor, bundle, status=422)
+    body = _body(editor, bundle)
+    review = request.POST.get("_action") == "review"
     try:
-        ip_pools = api.list_ip_pools(access.cluster) if shown_type == m.LOAD_BALANCER else None
+        if review:
+            diff = m.yaml_diff(editor.live, _store(editor, body, dry_run=True))
+            return _render_form(request, editor, bundle, diff=diff, diff_title=_("Changes to be saved"))
+        return _write(request, editor, body, via="form")
     except (api.ApiError, kube.ClusterUnavailable) as error:
-        return _unavailable(request, access, namespace, str(error))
-    bundle_args = {
-        "editing": live is not None,
-        "ip_pools": ip_pools,
-        # The seed asks for a selector; a Service created without one (hand-managed endpoints) may stay so.
-        "selector_required": live is None or bool(live.get("spec", {}).get("selector")),
-        # Headless, ExternalName and externalIPs can capture other tenants' traffic: Cluster Admins only.
-        "admin_features": access.is_cluster_admin,
-    }
-    status, extra, conflict = 200, {}, False
-    if request.method == "POST":
-        action = request.POST.get("_action", "save")
-        if action == "validate":
-            return _live_validation(request, bundle_args, access, namespace, live, name)
-        if action not in ("save", "review"):
-            bundle, extra = _bundle_after_action(action, request, bundle_args, access, namespace, name)
-        else:
-            # A disabled field (the name, when editing) is not posted: Django takes it from the initial data.
-            bundle = ServiceFormBundle(data=request.POST, initial={"name": name}, **bundle_args)
-            status, valid = 422, bundle.is_valid()
-            if valid and action == "review":
-                result, _conflict = _submit(request, bundle, access, namespace, live, dry_run=True)
-                if result is not None:
-                    extra["diff"], extra["diff_title"], status = (
-                        m.yaml_diff(live, result),
-                        _("Changes to be saved"),
-                        200,
-                    )
-            elif valid:
-                stored, conflict = _submit(request, bundle, access, namespace, live)
-                if stored is not None:
-                    done = _("Service “%(name)s” updated.") if live else _("Service “%(name)s” created.")
-                    messages.success(request, done % {"name": stored["metadata"]["name"]})
-                    return _redirect(
-                        request, reverse("services:detail", args=[cluster, namespace, stored["metadata"]["name"]])
-                    )
-                if conflict:
-                    status = 409
-                    extra["diff"], extra["diff_title"] = _conflict_diff(access, namespace, bundle, live)
-    elif live is not None:
-        bundle = ServiceFormBundle(
-            spec=m.spec_from_service(live), resource_version=live["metadata"]["resourceVersion"], **bundle_args
-        )
-    else:
-        bundle = ServiceFormBundle(**bundle_args)
+        conflict = bundle.refused(error, editing=editor.live is not None)
+    extra = _conflict_diff(editor, bundle) if conflict and not review else {}
+    return _render_form(request, editor, bundle, status=409 if conflict else 422, conflict=conflict, **extra)
+
+
+def _conflict_diff(editor: Editor, bundle: ServiceFormBundle) -> dict[str, Any]:
+    """After a conflict: how the user's version differs from the Service as it is now."""
+    try:
+        current = api.get_service(editor.access.cluster, editor.namespace, editor.name or "")
+    except (api.ApiError, kube.ClusterUnavailable):
+        return {}
+    mine = _body(editor, bundle, current)
+    return {"diff": m.yaml_diff(current, mine), "diff_title": _("Your version compared with the current one")}
+
+
+_QUIET_CODES = {"required", "no_ports", "no_selector"}
+
+
+def _shown(errors: list) -> list[str]:
+    """Error messages without "this is required" ones: live validation runs while the user types."""
+    return [message for error in errors if error.code not in _QUIET_CODES for message in error.messages]
+
+
+@require_POST
+@login_required
+@answers_failures
+def service_form_validate(request: HttpRequest, cluster: str, namespace: str, name: str | None = None) -> HttpResponse:
+    """Validate as the user types: the form's own rules, then the API server's verdict on a dry run, node ports a
+    dry run cannot judge, and what the selector matches. Answers with out-of-band swaps of the error slots only,
+    so nothing the user is typing is replaced."""
+    editor = _editor(request, cluster, namespace, name)
+    bundle = _bundle(editor, request.POST)
+    verdict = ""
+    if bundle.is_valid():
+        try:
+            _store(editor, _body(editor, bundle), dry_run=True)
+            verdict = "accepted"
+        except (api.ApiError, kube.ClusterUnavailable) as error:
+            bundle.refused(error, editing=editor.live is not None)
+            verdict = "refused"
+    typed = bundle.node_ports()
+    problems = live_checks.node_port_problems(editor.access, namespace, list(typed.values()), editor.live)
+    taken = {html_name: [problems[port]] for html_name, port in typed.items() if port in problems}
+    forms = [*bundle.sections, *(form for formset in bundle.formsets.values() for form in formset.forms)]
+    field_errors = [
+        (form[name].html_name, _shown(form.errors.as_data().get(name, [])) + taken.get(form[name].html_name, []))
+        for form in forms
+        for name in form.fields
+    ]
     context = {
-        "access": access,
-        "namespace": namespace,
-        "bundle": bundle,
-        "live": live,
-        "service_type": bundle.form["type"].value() or m.CLUSTER_IP,
-        "lb_type": bundle.form["lb_type"].value() or m.METALLB,
-        "conflict": conflict,
-        "nav": "services",
-        "insight": checks.selector_insight(access.cluster, namespace, _selector_rows(bundle)),
-        **extra,
+        "field_errors": field_errors,
+        "formset_errors": [
+            (prefix, _shown(formset.non_form_errors().as_data())) for prefix, formset in bundle.formsets.items()
+        ],
+        "non_field_errors": bundle.non_field_errors(),
+        "verdict": "refused" if taken else verdict,
+        "insight": live_checks.selector_insight(editor.access.cluster, namespace, bundle.selector_labels()),
     }
-    template = "services/form.html#form" if request.htmx else "services/form.html"
-    return render(request, template, context, status=status)
+    return render(request, "services/form.html#validation", context)
+
+
+# --- the form's interactions: each re-renders the form from what was posted, with one change --------------------
+
+
+def _row_index(request: HttpRequest, rows: list) -> int | None:
+    """The row a button names (its ``row`` value), when there is such a row."""
+    index = m.parse_number(request.POST.get("row", ""), max_digits=3)
+    return index if index is not None and 0 <= index < len(rows) else None
+
+
+def _refresh(request: HttpRequest, editor: Editor, change: Callable | None = None, **extra: Any) -> HttpResponse:
+    bundle = _bundle(editor, request.POST, change=change or (lambda values, rows: None))
+    return _render_form(request, editor, bundle, **extra)
+
+
+def _rows_of(formset: str) -> str:
+    if formset not in ROWS_OF:
+        raise Http404
+    return formset
+
+
+@require_POST
+@login_required
+@answers_failures
+def service_form_refresh(request: HttpRequest, cluster: str, namespace: str, name: str | None = None) -> HttpResponse:
+    """The form again, as typed: after the access type or the load balancer type changed, or a dialog closed."""
+    return _refresh(request, _editor(request, cluster, namespace, name))
+
+
+@require_POST
+@login_required
+@answers_failures
+def service_form_add_row(
+    request: HttpRequest, cluster: str, namespace: str, formset: str, name: str | None = None
+) -> HttpResponse:
+    prefix = _rows_of(formset)
+    editor = _editor(request, cluster, namespace, name)
+
+    def add(values: dict, rows: dict) -> None:
+        if len(rows[prefix]) < MAX_ROWS:
+            rows[prefix].append(dict(NEW_ROW[prefix]))
+        else:
+            rows[prefix].append({})  # one too many: the re-rendered form drops it and says so
+
+    return _refresh(request, editor, add)
+
+
+@require_POST
+@login_required
+@answers_failures
+def service_form_remove_row(
+    request: HttpRequest, cluster: str, namespace: str, formset: str, name: str | None = None
+) -> HttpResponse:
+    prefix = _rows_of(formset)
+    editor = _editor(request, cluster, namespace, name)
+
+    def remove(values: dict, rows: dict) -> None:
+        index = _row_index(request, rows[prefix])
+        if index is not None:
+            rows[prefix].pop(index)
+
+    return _refresh(request, editor, remove)
+
+
+@require_POST
+@login_required
+@answers_failures
+def service_form_workloads(request: HttpRequest, cluster: str, namespace: str, name: str | None = None) -> HttpResponse:
+    """引用负载标签: the form with a dialog listing the namespace's workloads and their selectors."""
+    editor = _editor(request, cluster, namespace, name)
+    try:
+        found: dict[str, Any] = {"workloads": api.list_workloads(editor.access.cluster, namespace)}
+    except (api.ApiError, kube.ClusterUnavailable) as error:
+        found = {"workload_error": str(error)}
+    return _refresh(request, editor, **found)
+
+
+@require_POST
+@login_required
+@answers_failures
+def service_form_use_workload(
+    request: HttpRequest, cluster: str, namespace: str, name: str | None = None
+) -> HttpResponse:
+    """The selector of the chosen workload (``workload``: "Kind/name") replaces the selector rows."""
+    editor = _editor(request, cluster, namespace, name)
+    kind, _slash, workload = request.POST.get("workload", "").partition("/")
+    try:
+        labels = api.workload_selector(editor.access.cluster, namespace, kind, workload)
+    except (api.ApiError, kube.ClusterUnavailable) as error:
+        return _refresh(request, editor, workload_error=str(error))
+
+    def use(values: dict, rows: dict) -> None:
+        if labels:
+            rows[SELECTOR] = [{"key": key, "value": value} for key, value in labels.items()]
+
+    return _refresh(request, editor, use)
+
+
+@require_POST
+@login_required
+@answers_failures
+def service_form_free_node_port(
+    request: HttpRequest, cluster: str, namespace: str, name: str | None = None
+) -> HttpResponse:
+    """A free node port filled into the port row the button belongs to (``row``)."""
+    editor = _editor(request, cluster, namespace, name)
+    try:
+        port = api.free_node_port(editor.access.cluster, namespace)
+    except (api.ApiError, kube.ClusterUnavailable) as error:
+        return _refresh(request, editor, node_port_error=str(error))
+
+    def fill(values: dict, rows: dict) -> None:
+        index = _row_index(request, rows[PORTS])
+        if index is not None:
+            rows[PORTS][index]["node_port"] = port or ""
+
+    return _refresh(request, editor, fill)
 
 
 # --- YAML -----------------------------------------------------------------------------------------------------
@@ -422,83 +521,61 @@ spec:
 """
 
 
+def _render_yaml(request: HttpRequest, editor: Editor, text: str, status: int = 200, **extra: Any) -> HttpResponse:
+    context = {"access": editor.access, "namespace": editor.namespace, "live": editor.live, "text": text}
+    context |= {"errors": [], "accepted": "", "nav": "services", **extra}
+    template = "services/yaml.html#editor" if request.htmx else "services/yaml.html"
+    return render(request, template, context, status=status)
+
+
+def _yaml_dry_run(request: HttpRequest, editor: Editor, document: dict, text: str) -> HttpResponse:
+    """ "Validate": the API server's verdict on a dry run, and node ports a dry run cannot judge. Nothing is
+    stored or audited."""
+    try:
+        _store(editor, document, dry_run=True)
+    except api.ApiError as error:
+        return _render_yaml(request, editor, text, status=422, errors=_api_reasons(error))
+    except kube.ClusterUnavailable as error:
+        return _render_yaml(request, editor, text, status=503, errors=[str(error)])
+    node_ports = [p.get("nodePort") for p in (document.get("spec") or {}).get("ports") or []]
+    wanted = [p for p in node_ports if isinstance(p, int) and not isinstance(p, bool)]
+    problems = live_checks.node_port_problems(editor.access, editor.namespace, wanted, editor.live)
+    if problems:
+        errors = [f"spec.ports[{i}].nodePort: {problems[p]}" for i, p in enumerate(node_ports) if p in problems]
+        return _render_yaml(request, editor, text, status=422, errors=errors)
+    return _render_yaml(request, editor, text, accepted=_("The API server accepts this Service (dry run)."))
+
+
+def _api_reasons(error: api.ApiError) -> list[str]:
+    return [error.message] + [f"{c.get('field', '')}: {c.get('message', '')}" for c in error.causes if c.get("field")]
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 @vary_on_headers("HX-Request")
+@answers_failures
 def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str | None = None) -> HttpResponse:
-    access = namespace_access(request, cluster, namespace, write=True)
-    errors: list[str] = []
-    accepted = ""
-    status = 200
-    live = _fetch_service(request, access, namespace, name) if name else None
-    if isinstance(live, HttpResponse):
-        return live
-    text = m.yaml_of(live) if live else NEW_SERVICE_YAML
-    if request.method == "POST":
-        text = request.POST.get("yaml", "")
-        action = "update" if live else "create"
-        # "validate" asks the API server for its verdict with a dry run; nothing is stored or audited.
-        dry_run = request.POST.get("_action") == "validate"
-        try:
-            document = service_from_yaml(text, namespace, name)
-        except (ValueError, kube.KubeconfigError) as error:
-            errors, status = [str(error)], 422
-            if not dry_run:
-                _record(request, access, namespace, f"{action} (yaml)", name or "", "failed", str(error))
-        else:
-            target = document["metadata"]["name"]
-            try:
-                if live:
-                    document["metadata"].setdefault("resourceVersion", live["metadata"]["resourceVersion"])
-                    stored = api.replace_service(access.cluster, namespace, target, document, dry_run=dry_run)
-                else:
-                    stored = api.create_service(access.cluster, namespace, document, dry_run=dry_run)
-            except api.ApiError as error:
-                status = error.status if error.status in (409, 422) else 422
-                errors = [error.message] + [
-                    f"{c.get('field', '')}: {c.get('message', '')}" for c in error.causes if c.get("field")
-                ]
-                if not dry_run:
-                    _record(request, access, namespace, f"{action} (yaml)", target, "failed", error.message)
-            except kube.ClusterUnavailable as error:
-                errors, status = [str(error)], 503
-                if not dry_run:
-                    _record(request, access, namespace, f"{action} (yaml)", target, "failed", str(error))
-            else:
-                node_ports = [p.get("nodePort") for p in (document.get("spec") or {}).get("ports") or []]
-                problems = (
-                    checks.node_port_problems(
-                        access.cluster, namespace, [p for p in node_ports if isinstance(p, int)], live
-                    )
-                    if dry_run
-                    else {}
-                )
-                if problems:
-                    errors, status = (
-                        [f"spec.ports[{i}].nodePort: {problems[p]}" for i, p in enumerate(node_ports) if p in problems],
-                        422,
-                    )
-                elif dry_run:
-                    accepted = _("The API server accepts this Service (dry run).")
-                else:
-                    listing.remember_write(
-                        request, access, namespace, resource_version=stored["metadata"]["resourceVersion"]
-                    )
-                    _record(request, access, namespace, f"{action} (yaml)", target, "success")
-                    done = _("Service “%(name)s” updated.") if live else _("Service “%(name)s” created.")
-                    messages.success(request, done % {"name": target})
-                    return _redirect(request, reverse("services:detail", args=[cluster, namespace, target]))
-    context = {
-        "access": access,
-        "namespace": namespace,
-        "live": live,
-        "accepted": accepted,
-        "text": text,
-        "errors": errors,
-        "nav": "services",
-    }
-    template = "services/yaml.html#editor" if request.htmx else "services/yaml.html"
-    return render(request, template, context, status=status)
+    editor = _editor(request, cluster, namespace, name)
+    if request.method == "GET":
+        return _render_yaml(request, editor, m.yaml_of(editor.live) if editor.live else NEW_SERVICE_YAML)
+    text = request.POST.get("yaml", "")
+    dry_run = request.POST.get("_action") == "validate"
+    try:
+        document = service_from_yaml(text, namespace, name)
+    except (ValueError, kube.KubeconfigError) as error:
+        if not dry_run:
+            action = "update (yaml)" if editor.live else "create (yaml)"
+            _record(request, editor.access, namespace, action, name or "", "failed", str(error))
+        return _render_yaml(request, editor, text, status=422, errors=[str(error)])
+    if dry_run:
+        return _yaml_dry_run(request, editor, document, text)
+    try:
+        return _write(request, editor, document, via="yaml")
+    except api.ApiError as error:
+        status = error.status if error.status in (409, 422) else 422
+        return _render_yaml(request, editor, text, status=status, errors=_api_reasons(error))
+    except kube.ClusterUnavailable as error:
+        return _render_yaml(request, editor, text, status=503, errors=[str(error)])
 
 
 # --- detail and delete ----------------------------------------------------------------------------------------
@@ -506,17 +583,17 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
 
 @require_GET
 @login_required
+@answers_failures
 def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str) -> HttpResponse:
     access = namespace_access(request, cluster, namespace)
-    service = _fetch_service(request, access, namespace, name)
-    if isinstance(service, HttpResponse):
-        return service
+    service = get_service_or_gone(access, namespace, name)
+    body = service.get("spec", {})
     related, related_error = api.related_objects(
         access.cluster,
         namespace,
         name,
-        service.get("spec", {}).get("selector") or {},
-        with_nodes=service.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER),
+        body.get("selector") or {},
+        with_nodes=body.get("type") in (m.NODE_PORT, m.LOAD_BALANCER),
     )
     context = {
         "access": access,

@@ -30,6 +30,10 @@ USERS = [
 VIEW = ["login", 404, 200, 403, 200, 200, 200, 200]
 WRITE = ["login", 404, 403, 403, 200, 403, 200, 200]
 CLUSTER = ["login", 404, 200, 200, 200, 200, 200, 200]
+# A form post that is not a valid Service (POST_DATA has no form fields): refused with the form shown again.
+FORM_POST = ["login", 404, 403, 403, 422, 403, 422, 422]
+# The form's interactions (live validation, type switch, rows, workloads, free node port): POST only.
+INTERACTION = {"GET": [405] * 8, "POST": WRITE}
 EXPECTED: dict[str, dict[str, list]] = {
     # url name: {method: statuses}
     "clusters:home": {"GET": ["login", 302, 302, 302, 302, 302, 302, 302]},
@@ -39,13 +43,27 @@ EXPECTED: dict[str, dict[str, list]] = {
     "services:pick_namespace": {"GET": ["login", 404, 302, 302, 302, 302, 302, 302]},
     "services:list": {"GET": VIEW},
     "services:detail": {"GET": VIEW},
-    "services:create": {"GET": WRITE, "POST": WRITE},
-    # The posted YAML names the existing "probe": creating it again is a 409, replacing it succeeds (302).
+    "services:create": {"GET": WRITE, "POST": FORM_POST},
+    # The posted YAML names the existing "probe": creating it again is a 409; replacing it without the
+    # resourceVersion it started from is refused (422), never written last-write-wins.
     "services:create_yaml": {"GET": WRITE, "POST": ["login", 404, 403, 403, 409, 403, 409, 409]},
-    "services:edit": {"GET": WRITE, "POST": WRITE},
-    "services:edit_yaml": {"GET": WRITE, "POST": ["login", 404, 403, 403, 302, 403, 302, 302]},
+    "services:edit": {"GET": WRITE, "POST": FORM_POST},
+    "services:edit_yaml": {"GET": WRITE, "POST": FORM_POST},
     # A delete from an allowed user names a uid that does not match, so nothing is deleted: 302 back to the list.
     "services:delete": {"GET": [405] * 8, "POST": ["login", 404, 403, 403, 302, 403, 302, 302]},
+    **{
+        f"services:{page}_{interaction}": INTERACTION
+        for page in ("create", "edit")
+        for interaction in (
+            "validate",
+            "refresh",
+            "add_row",
+            "remove_row",
+            "workloads",
+            "use_workload",
+            "free_node_port",
+        )
+    },
 }
 # Not the console's own pages: Django's admin (staff only, its own checks), login/logout and the language switch.
 OUTSIDE = {"login", "logout", "set_language"}
@@ -102,6 +120,8 @@ def cluster_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 POST_DATA = {
     "yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: probe}\nspec: {ports: [{port: 80}]}\n",
     "uid": "not-the-uid",
+    "row": "0",
+    "workload": "Deployment/probe",
 }
 
 
@@ -117,13 +137,13 @@ def test_access_matrix(
         web.force_login(users[user_kind])
     failures = []
     for name, methods in EXPECTED.items():
-        kwargs = {"cluster": "local", "namespace": namespace, "name": "probe"}
+        kwargs = {"cluster": "local", "namespace": namespace, "name": "probe", "formset": "ports"}
         needed = [k for k in kwargs if f"<slug:{k}>" in _route_of(name)]
         url = reverse(name, kwargs={k: kwargs[k] for k in needed})
         for method, statuses in methods.items():
             expected = statuses[USERS.index(user_kind)]
             cluster_calls.clear()
-            response = web.get(url) if method == "GET" else web.post(url, {**POST_DATA, "_action": "switch"})
+            response = web.get(url) if method == "GET" else web.post(url, POST_DATA)
             if expected == "login":
                 ok = response.status_code == 302 and response["Location"].startswith("/login/")
             else:

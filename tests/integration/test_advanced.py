@@ -108,8 +108,7 @@ def test_an_editors_change_keeps_the_external_ips_an_admin_set(
     assert create(admin_web, namespace, service_form("shared", external_ips="192.0.2.60")) == 302
     version = (
         editor_web.get(f"/clusters/local/namespaces/{namespace}/services/shared/edit/")
-        .context["bundle"]
-        .form["resource_version"]
+        .context["bundle"]["resource_version"]
         .value()
     )
     edited = editor_web.post(

@@ -119,7 +119,7 @@ def test_editor_flow(browser: Browser, console: dict, admin_api: k8s.ApiClient, 
     page.fill("#id_ports-0-name", "http")
     page.fill("#id_ports-0-port", "80")
     page.fill("#id_ports-0-target_port", "8080")
-    click_and_wait(page, "button[value=add_ports]")
+    click_and_wait(page, "button[formaction$='/rows/ports/add/']")
     page.fill("#id_ports-1-name", "metrics")
     page.fill("#id_ports-1-port", "9090")
     page.check("#id_session_affinity")
@@ -143,9 +143,9 @@ def test_editor_flow(browser: Browser, console: dict, admin_api: k8s.ApiClient, 
     expect(page.locator("#id_session_affinity")).to_be_checked()
 
     # 引用负载标签: pick the Deployment's labels.
-    click_and_wait(page, "button[value=pick_workload]")
+    click_and_wait(page, "button[formaction$='/workloads/']")
     expect(page.locator("dialog[open]")).to_contain_text("shop")
-    click_and_wait(page, "button[value='use_workload-Deployment/shop']")
+    click_and_wait(page, "button[value='Deployment/shop']")
     expect(page.locator("#id_selector-0-key")).to_have_value("app")
     expect(page.locator("#id_selector-0-value")).to_have_value("shop")
 

@@ -41,10 +41,8 @@ def services(admin_api: k8s.ApiClient, namespace: str) -> list[str]:
 def test_the_api_servers_verdict_lands_on_the_field_before_submit(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
-    data = service_form(
-        "live-one", type="NodePort", ports=[{"name": "a", "port": 80, "node_port": 8080}], _action="validate"
-    )
-    response = web.post(url(namespace), data, **HTMX)
+    data = service_form("live-one", type="NodePort", ports=[{"name": "a", "port": 80, "node_port": 8080}])
+    response = web.post(url(namespace, "create/validate/"), data, **HTMX)
     html = response.content.decode()
     assert response.status_code == 200
     assert "8080 is outside the cluster's node port range 30000-32767." in slot(html, "ports-0-node_port").replace(
@@ -59,14 +57,14 @@ def test_the_api_servers_verdict_lands_on_the_field_before_submit(
 def test_a_valid_form_is_accepted_by_a_dry_run_and_nothing_is_stored(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
-    response = web.post(url(namespace), service_form("live-two", _action="validate"), **HTMX)
+    response = web.post(url(namespace, "create/validate/"), service_form("live-two"), **HTMX)
     assert "The API server accepts this Service (dry run)." in response.content.decode()
     assert services(admin_api, namespace) == []
 
 
 def test_required_fields_are_not_nagged_while_typing(web: Client, namespace: str) -> None:
     html = web.post(
-        url(namespace), service_form("", ports=[], selector={}, _action="validate"), **HTMX
+        url(namespace, "create/validate/"), service_form("", ports=[], selector={}), **HTMX
     ).content.decode()
     assert "This field is required" not in html and "Add at least one port" not in html
 
@@ -75,7 +73,7 @@ def test_an_existing_name_is_named_live(web: Client, admin_api: k8s.ApiClient, n
     k8s.CoreV1Api(admin_api).create_namespaced_service(
         namespace, {"metadata": {"name": "taken"}, "spec": {"ports": [{"port": 80}]}}
     )
-    html = web.post(url(namespace), service_form("taken", _action="validate"), **HTMX).content.decode()
+    html = web.post(url(namespace, "create/validate/"), service_form("taken"), **HTMX).content.decode()
     assert "already exists" in slot(html, "name")
 
 
@@ -88,10 +86,10 @@ def test_a_taken_node_port_names_its_holder_and_a_free_one_can_be_filled_in(
         {"metadata": {"name": "holder"}, "spec": {"type": "NodePort", "ports": [{"port": 1, "nodePort": taken}]}},
     )
     data = service_form("wants-port", type="NodePort", ports=[{"name": "a", "port": 80, "node_port": taken}])
-    html = web.post(url(namespace), {**data, "_action": "validate"}, **HTMX).content.decode()
+    html = web.post(url(namespace, "create/validate/"), data, **HTMX).content.decode()
     assert f"{taken} is used by {namespace}/holder." in slot(html, "ports-0-node_port")
 
-    filled = web.post(url(namespace), {**data, "_action": "free_node_port-0"}, **HTMX).content.decode()
+    filled = web.post(url(namespace, "create/free-node-port/"), {**data, "row": "0"}, **HTMX).content.decode()
     port = int(re.search(r'name="ports-0-node_port" value="(\d+)"', filled).group(1))
     assert 30000 <= port <= 32767 and port != taken
     assert services(admin_api, namespace) == ["holder"]  # the free port was found with a dry run
@@ -123,13 +121,13 @@ def test_selector_insight_counts_pods_offers_named_ports_and_warns_of_clashes(
         ),
     )
     html = web.post(
-        url(namespace), service_form("insight", selector={"app": "web"}, _action="validate"), **HTMX
+        url(namespace, "create/validate/"), service_form("insight", selector={"app": "web"}), **HTMX
     ).content.decode()
     assert "Matches 2 pods: web-1, web-2" in html
     assert '<option value="http">' in html and '<option value="metrics">' in html
     assert "Containers app and sidecar of pod web-2 both declare port 8080." in html
 
-    nothing = web.post(url(namespace), service_form("insight", selector={"app": "none"}, _action="validate"), **HTMX)
+    nothing = web.post(url(namespace, "create/validate/"), service_form("insight", selector={"app": "none"}), **HTMX)
     assert "No pod matches this selector yet" in nothing.content.decode()
 
 
@@ -137,9 +135,9 @@ def test_review_shows_the_diff_before_saving(web: Client, admin_api: k8s.ApiClie
     k8s.CoreV1Api(admin_api).create_namespaced_service(
         namespace, {"metadata": {"name": "review"}, "spec": {"selector": {"app": "r"}, "ports": [{"port": 80}]}}
     )
-    form = web.get(url(namespace, "review/edit/")).context["bundle"].form
+    bundle = web.get(url(namespace, "review/edit/")).context["bundle"]
     data = service_form(
-        "review", selector={"app": "r"}, ports=[{"port": 8080}], resource_version=form["resource_version"].value()
+        "review", selector={"app": "r"}, ports=[{"port": 8080}], resource_version=bundle["resource_version"].value()
     )
     html = web.post(url(namespace, "review/edit/"), {**data, "_action": "review"}).content.decode()
     assert "Changes to be saved" in html
@@ -155,7 +153,7 @@ def test_a_conflict_shows_how_the_users_version_differs_from_the_current_one(
     core.create_namespaced_service(
         namespace, {"metadata": {"name": "raced"}, "spec": {"selector": {"app": "r"}, "ports": [{"port": 80}]}}
     )
-    version = web.get(url(namespace, "raced/edit/")).context["bundle"].form["resource_version"].value()
+    version = web.get(url(namespace, "raced/edit/")).context["bundle"]["resource_version"].value()
     current = core.read_namespaced_service("raced", namespace)
     current.spec.selector = {"app": "changed-by-someone"}
     core.replace_namespaced_service("raced", namespace, current)

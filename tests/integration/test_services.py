@@ -133,7 +133,7 @@ def test_loadbalancer_with_local_policy_and_metallb_pool(
 
 
 def test_loadbalancer_form_offers_the_clusters_pools(web: Client, namespace: str, metallb: list[str]) -> None:
-    response = web.post(url(namespace, "create/"), service_form(type="LoadBalancer", _action="switch"), **HTMX)
+    response = web.post(url(namespace, "create/refresh/"), service_form(type="LoadBalancer"), **HTMX)
     html = response.content.decode()
     assert '<option value="public-pool">' in html and '<option value="office-pool">' in html
 
@@ -149,7 +149,7 @@ def test_loadbalancer_of_another_kind_uses_spec_load_balancer_ip(
 
 
 def test_a_cluster_without_metallb_says_so(web: Client, namespace: str) -> None:
-    response = web.post(url(namespace, "create/"), service_form(type="LoadBalancer", _action="switch"), **HTMX)
+    response = web.post(url(namespace, "create/refresh/"), service_form(type="LoadBalancer"), **HTMX)
     assert "MetalLB is not installed on this cluster" in response.content.decode()
 
 
@@ -168,9 +168,8 @@ def test_type_switch_keeps_everything_typed(web: Client, namespace: str) -> None
         external_traffic_policy="Local",
         session_affinity=True,
         session_timeout=77,
-        _action="switch",
     )
-    as_cluster_ip = web.post(url(namespace, "create/"), {**typed, "type": "ClusterIP"}, **HTMX)
+    as_cluster_ip = web.post(url(namespace, "create/refresh/"), {**typed, "type": "ClusterIP"}, **HTMX)
     html = as_cluster_ip.content.decode()
     assert as_cluster_ip.status_code == 200
     assert 'id="service-form"' in html and "<html" not in html  # the partial only
@@ -187,16 +186,16 @@ def test_type_switch_keeps_everything_typed(web: Client, namespace: str) -> None
     ):
         assert kept in html, kept  # ...but every value survives, hidden where its field is not shown
 
-    back = web.post(url(namespace, "create/"), {**typed, "type": "LoadBalancer"}, **HTMX).content.decode()
+    back = web.post(url(namespace, "create/refresh/"), {**typed, "type": "LoadBalancer"}, **HTMX).content.decode()
     assert 'value="31234"' in back and 'value="198.51.100.4"' in back
     assert 'value="Local" checked' in back or 'value="Local"\n' in back or "checked" in back
 
 
 def test_rows_are_added_and_removed_without_losing_input(web: Client, namespace: str) -> None:
-    typed = service_form("rows", ports=[{"name": "a", "port": 1}, {"name": "b", "port": 2}], _action="add_ports")
-    html = web.post(url(namespace, "create/"), typed, **HTMX).content.decode()
+    typed = service_form("rows", ports=[{"name": "a", "port": 1}, {"name": "b", "port": 2}])
+    html = web.post(url(namespace, "create/rows/ports/add/"), typed, **HTMX).content.decode()
     assert 'name="ports-TOTAL_FORMS" value="3"' in html
-    removed = web.post(url(namespace, "create/"), {**typed, "_action": "remove_ports-0"}, **HTMX).content.decode()
+    removed = web.post(url(namespace, "create/rows/ports/remove/"), {**typed, "row": "0"}, **HTMX).content.decode()
     assert 'name="ports-TOTAL_FORMS" value="1"' in removed
     assert 'value="b"' in removed and 'value="a"' not in removed
 
@@ -216,9 +215,9 @@ def test_workload_labels_fill_the_selector(web: Client, admin_api: k8s.ApiClient
         },
     )
     typed = service_form("from-workload", selector={"old": "value"})
-    picker = web.post(url(namespace, "create/"), {**typed, "_action": "pick_workload"}, **HTMX).content.decode()
+    picker = web.post(url(namespace, "create/workloads/"), typed, **HTMX).content.decode()
     assert "shop" in picker and "track=stable" in picker
-    used = web.post(url(namespace, "create/"), {**typed, "_action": "use_workload-Deployment/shop"}, **HTMX)
+    used = web.post(url(namespace, "create/workloads/use/"), {**typed, "workload": "Deployment/shop"}, **HTMX)
     html = used.content.decode()
     assert 'value="track"' in html and 'value="stable"' in html and 'value="old"' not in html
     assert 'value="from-workload"' in html
@@ -289,7 +288,7 @@ def test_form_rules_give_clear_messages(
 ) -> None:
     response = web.post(url(namespace, "create/"), {**service_form(session_affinity=True), field: value})
     assert response.status_code == 422
-    assert message in str(response.context["bundle"].form.errors[field])
+    assert message in str(response.context["bundle"].errors[field])
     assert f'value="{value}"' in response.content.decode()
     assert services_in(admin_api, namespace) == []
 
@@ -298,7 +297,7 @@ def test_an_existing_name_is_said_plainly(web: Client, namespace: str) -> None:
     assert web.post(url(namespace, "create/"), service_form("twice"), **HTMX).status_code == 200
     again = web.post(url(namespace, "create/"), service_form("twice"))
     assert again.status_code == 422
-    assert "already exists" in str(again.context["bundle"].form.errors["name"])
+    assert "already exists" in str(again.context["bundle"].errors["name"])
 
 
 # --- edit -----------------------------------------------------------------------------------------------------
@@ -326,7 +325,7 @@ def test_edit_changes_only_what_the_form_owns(web: Client, admin_api: k8s.ApiCli
     page = web.get(url(namespace, "existing/edit/"))
     assert page.status_code == 200
     bundle = page.context["bundle"]
-    assert bundle.form["resource_version"].value() == before.metadata.resource_version
+    assert bundle["resource_version"].value() == before.metadata.resource_version
     data = service_form(
         "existing",
         type="ClusterIP",
@@ -360,8 +359,8 @@ def test_of_two_editors_the_second_gets_a_conflict_and_nothing_is_overwritten(
     first, second = Client(), Client()
     first.force_login(make_user("first", role=Role.NS_EDIT, cluster=cluster, namespace=namespace))
     second.force_login(make_user("second", role=Role.NS_EDIT, cluster=cluster, namespace=namespace))
-    version = first.get(url(namespace, "existing/edit/")).context["bundle"].form["resource_version"].value()
-    assert second.get(url(namespace, "existing/edit/")).context["bundle"].form["resource_version"].value() == version
+    version = first.get(url(namespace, "existing/edit/")).context["bundle"]["resource_version"].value()
+    assert second.get(url(namespace, "existing/edit/")).context["bundle"]["resource_version"].value() == version
 
     mine = service_form("existing", type="NodePort", ports=[{"name": "http", "port": 81}], resource_version=version)
     assert first.post(url(namespace, "existing/edit/"), mine, **HTMX).status_code == 200

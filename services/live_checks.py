@@ -5,20 +5,22 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 
 import kube
+from clusters.access import Access
 from clusters.models import Cluster
 from services import api
 
 
-def node_port_problems(cluster: Cluster, namespace: str, ports: list[int], live: dict | None) -> dict[int, str]:
-    """Messages for node ports outside the cluster's range or held by another Service (named): checks a dry run
-    cannot make, since the API server skips node-port allocation when nothing is stored."""
+def node_port_problems(access: Access, namespace: str, ports: list[int], live: dict | None) -> dict[int, str]:
+    """Messages for node ports outside the cluster's range or held by another Service: checks a dry run cannot
+    make, since the API server skips node-port allocation when nothing is stored. The holder is named only when
+    the user may view its namespace; otherwise the message says only that the port is taken."""
     if not ports:
         return {}
     try:
-        span, used = api.node_port_range(cluster, namespace), api.node_ports_in_use(cluster)
+        span, used = api.node_port_range(access.cluster, namespace), api.node_ports_in_use(access.cluster)
     except (api.ApiError, kube.ClusterUnavailable):
         return {}
-    own = f"{live['metadata']['namespace']}/{live['metadata']['name']}" if live else None
+    own = (live["metadata"]["namespace"], live["metadata"]["name"]) if live else None
     problems: dict[int, str] = {}
     for port in ports:
         if span and not span[0] <= port <= span[1]:
@@ -28,14 +30,18 @@ def node_port_problems(cluster: Cluster, namespace: str, ports: list[int], live:
                 "high": span[1],
             }
         elif port in used and used[port] != own:
-            problems[port] = _("%(port)d is used by %(service)s.") % {"port": port, "service": used[port]}
+            holder_namespace, holder = used[port]
+            if access.can_view(holder_namespace):
+                service = f"{holder_namespace}/{holder}"
+                problems[port] = _("%(port)d is used by %(service)s.") % {"port": port, "service": service}
+            else:
+                problems[port] = _("%(port)d is already used by another Service.") % {"port": port}
     return problems
 
 
-def selector_insight(cluster: Cluster, namespace: str, selector_rows: list[dict]) -> dict | None:
+def selector_insight(cluster: Cluster, namespace: str, selector: dict[str, str]) -> dict | None:
     """What the selector matches: the number of pods, up to five names, their named ports, and ports declared by two
     containers of one pod (which the seed warns breaks the workload)."""
-    selector = {row["key"].strip(): row["value"].strip() for row in selector_rows if row.get("key", "").strip()}
     if not selector:
         return None
     try:

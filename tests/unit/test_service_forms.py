@@ -1,0 +1,233 @@
+"""The Service form without a cluster: its rules, its one row cap, and the spec it builds by merging its sections."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from services import manifest as m
+from services.forms import (
+    MAX_ROWS,
+    ServiceFormBundle,
+    apply_api_errors,
+    parse_target_port,
+    service_from_yaml,
+    validate_label_value,
+    validate_qualified_name,
+)
+from tests.helpers import service_form
+
+
+@pytest.mark.parametrize("key", ["app", "example.com/app", "a.b-c_d", "k8s.io/x", "A1"])
+def test_qualified_names_that_kubernetes_accepts(key: str) -> None:
+    validate_qualified_name(key)
+
+
+@pytest.mark.parametrize("key", ["", "-app", "app-", "my app", "Example.com/x", "/x", "a/", "x" * 64, "a/b/c", "名"])
+def test_qualified_names_that_kubernetes_refuses(key: str) -> None:
+    with pytest.raises(ValidationError):
+        validate_qualified_name(key)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("", True), ("web", True), ("a.b_c-d", True), ("-a", False), ("a b", False), ("v" * 64, False), ("a\n", False)],
+)
+def test_label_values(value: str, ok: bool) -> None:
+    if ok:
+        validate_label_value(value)
+    else:
+        with pytest.raises(ValidationError):
+            validate_label_value(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "result"), [("", None), ("8080", 8080), ("http", "http"), ("web-1", "web-1"), (" 1 ", 1)]
+)
+def test_target_ports_that_are_accepted(value: str, result: int | str | None) -> None:
+    assert parse_target_port(value) == result
+
+
+@pytest.mark.parametrize(
+    "value", ["0", "65536", "²", "٣", "9" * 5000, "Bad_Name", "a--b", "123-456", "averyveryverylongname"]
+)
+def test_target_ports_that_are_refused_with_a_message(value: str) -> None:
+    with pytest.raises(ValidationError):
+        parse_target_port(value)
+
+
+def bundle(data: dict, **options) -> ServiceFormBundle:
+    form = ServiceFormBundle(data=data, **options)
+    form.is_valid()
+    return form
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("ports-0-port", "²"),
+        ("ports-0-port", "٣"),
+        ("ports-0-node_port", "²"),
+        ("ports-0-target_port", "²"),
+        ("session_timeout", "²"),
+        ("ports-0-port", "9" * 5000),
+        ("ports-0-node_port", "9" * 5000),
+    ],
+)
+def test_unicode_digits_and_endless_numbers_are_refused_with_a_message(field: str, value: str) -> None:
+    data = service_form("web-svc", type="NodePort", session_affinity=True) | {field: value}
+    form = bundle(data)
+    assert form.has_errors
+    assert not form.is_valid()
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("web-svc", True),
+        ("abc", False),
+        ("Web-svc", False),
+        ("1abc", False),
+        ("abcd-", False),
+        ("a" * 64, False),
+        ("服务名称", False),
+    ],
+)
+def test_name_rules_for_a_new_service(name: str, ok: bool) -> None:
+    assert bundle(service_form(name)).is_valid() is ok
+
+
+def test_an_edit_takes_the_name_it_edits_and_any_valid_one_is_kept() -> None:
+    form = bundle(service_form("ignored", resource_version="7"), editing=True, name="db")
+    assert form.is_valid() and form.spec("shop").name == "db"
+
+
+def test_an_edit_without_the_version_it_started_from_is_refused() -> None:
+    form = bundle(service_form("web-svc", resource_version=""), editing=True, name="web-svc")
+    assert not form.is_valid()
+    assert "which version of the Service" in " ".join(form.non_field_errors())
+
+
+def test_the_spec_is_the_sections_merged() -> None:
+    data = service_form(
+        "web-svc",
+        type="LoadBalancer",
+        ports=[{"name": "http", "port": 80, "target_port": "8080", "node_port": "31000"}],
+        selector={"app": "web"},
+        annotations={"example.com/a": "b"},
+        lb_type="other",
+        lb_address="192.0.2.4",
+        external_traffic_policy="Local",
+        session_affinity=True,
+        session_timeout="77",
+        load_balancer_source_ranges="10.0.0.0/8\n192.168.0.0/16",
+    )
+    form = bundle(data)
+    assert form.is_valid(), form.errors
+    assert form.spec("shop") == m.ServiceSpec(
+        name="web-svc",
+        namespace="shop",
+        type=m.LOAD_BALANCER,
+        selector={"app": "web"},
+        ports=[m.PortSpec(port=80, name="http", target_port=8080, node_port=31000)],
+        session_affinity=True,
+        session_timeout=77,
+        annotations={"example.com/a": "b"},
+        external_traffic_policy="Local",
+        lb_type=m.OTHER_LB,
+        lb_address="192.0.2.4",
+        load_balancer_source_ranges=["10.0.0.0/8", "192.168.0.0/16"],
+    )
+
+
+def test_fields_a_type_does_not_show_are_neither_judged_nor_written() -> None:
+    data = service_form("web-svc", ports=[{"port": 80, "node_port": "not a number"}], lb_address="<b>")
+    form = bundle(data)
+    assert form.is_valid(), form.errors
+    assert form.spec("shop").ports[0].node_port is None and form.spec("shop").lb_address == ""
+
+
+def test_a_form_filled_from_a_spec_shows_the_specs_values() -> None:
+    original = m.ServiceSpec(
+        name="web-svc",
+        namespace="shop",
+        type=m.NODE_PORT,
+        selector={"app": "web"},
+        ports=[m.PortSpec(port=80, name="http", target_port="http", node_port=31000)],
+        load_balancer_source_ranges=["10.0.0.0/8"],
+    )
+    form = ServiceFormBundle(spec=original)
+    assert form["type"].value() == m.NODE_PORT and form["name"].value() == "web-svc"
+    assert form.ports.forms[0]["node_port"].value() == 31000
+    assert form.selector.forms[0]["key"].value() == "app"
+    assert dataclasses.asdict(original)["ports"][0]["target_port"] == form.ports.forms[0]["target_port"].value()
+
+
+def test_more_rows_than_the_cap_are_refused_with_a_message() -> None:
+    data = service_form("web-svc", ports=[{"name": f"p{i}", "port": 1000 + i} for i in range(MAX_ROWS + 5)])
+    form = bundle(data)
+    assert not form.is_valid()
+    assert len(form.ports.forms) == MAX_ROWS
+    assert f"at most {MAX_ROWS} rows" in str(form.ports.non_form_errors())
+
+
+def test_a_refresh_keeps_rows_up_to_the_cap_and_says_it_dropped_the_rest() -> None:
+    data = service_form("web-svc", ports=[{"name": f"p{i}", "port": 1000 + i} for i in range(MAX_ROWS + 5)])
+    refreshed = ServiceFormBundle.refreshed(data | {"type": "NodePort"})
+    assert len(refreshed.ports.forms) == MAX_ROWS
+    assert refreshed.ports.forms[MAX_ROWS - 1]["name"].value() == f"p{MAX_ROWS - 1}"
+    assert refreshed.notices and f"at most {MAX_ROWS} rows" in refreshed.notices[0]
+
+
+def test_a_refresh_renders_what_was_typed_without_judging_it() -> None:
+    data = service_form("Bad Name", ports=[{"port": "²", "node_port": "31000"}], session_timeout="abc")
+    refreshed = ServiceFormBundle.refreshed(data | {"type": "NodePort"})
+    assert not refreshed.has_errors
+    assert refreshed["name"].value() == "Bad Name" and refreshed["session_timeout"].value() == "abc"
+    assert refreshed.ports.forms[0]["port"].value() == "²"
+    assert refreshed.ports.forms[0]["node_port"].value() == "31000"
+
+
+def test_yaml_edit_needs_the_resource_version_and_create_drops_the_servers_fields() -> None:
+    text = "apiVersion: v1\nkind: Service\nmetadata: {name: web, resourceVersion: '5', uid: x}\nstatus: {}\n"
+    created = service_from_yaml(text, "shop", None)
+    assert "resourceVersion" not in created["metadata"] and "uid" not in created["metadata"]
+    assert "status" not in created
+    assert service_from_yaml(text, "shop", "web")["metadata"]["resourceVersion"] == "5"
+    with pytest.raises(ValueError, match="resourceVersion"):
+        service_from_yaml("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n", "shop", "web")
+
+
+def test_adding_a_row_past_the_cap_keeps_the_rows_and_says_so() -> None:
+    data = service_form("web-svc", ports=[{"name": f"p{i}", "port": 1000 + i} for i in range(MAX_ROWS)])
+    refreshed = ServiceFormBundle.refreshed(data, lambda values, rows: rows["ports"].append({}))
+    assert len(refreshed.ports.forms) == MAX_ROWS
+    assert refreshed.notices
+
+
+def test_a_new_form_has_one_port_row_one_selector_row_and_no_annotation_rows() -> None:
+    form = ServiceFormBundle()
+    assert (len(form.ports.forms), len(form.selector.forms), len(form.annotations.forms)) == (1, 1, 0)
+    assert form.ports.forms[0]["protocol"].value() == "TCP"
+
+
+def test_the_api_servers_causes_land_on_the_fields_named_like_the_spec() -> None:
+    form = bundle(
+        service_form("web-svc", type="NodePort", ports=[{"name": "a", "port": 80}, {"name": "b", "port": 81}])
+    )
+    assert form.is_valid()
+    causes = [
+        {"field": "spec.externalTrafficPolicy", "message": "bad policy"},
+        {"field": "spec.ports[1].nodePort", "message": "bad node port"},
+        {"field": "spec.sessionAffinityConfig.clientIP.timeoutSeconds", "message": "bad timeout"},
+        {"field": "spec.selector", "message": "bad selector"},
+        {"field": "spec.somethingNew", "message": "not on the form"},
+    ]
+    apply_api_errors(form, causes, "refused")
+    assert form.errors["external_traffic_policy"] == ["bad policy"]
+    assert form.ports.forms[1].errors["node_port"] == ["bad node port"]
+    assert form.errors["session_timeout"] == ["bad timeout"]
+    assert list(form.selector.non_form_errors()) == ["bad selector"]
+    assert "spec.somethingNew: not on the form" in form.non_field_errors()
