@@ -72,13 +72,14 @@ class HtmxLoginRedirectMiddleware:
         return response
 
 
-class RequestTooLargeMiddleware:
-    """A POST over Django's size or field-count limits gets a clear answer instead of a bare "Bad Request (400)".
+class ClearRefusalsMiddleware:
+    """Refusals Django answers with a bare page get a clear one instead.
 
-    Django refuses such a body when the view first reads ``request.POST`` (CSRF checks included); here it is read
-    first, so the refusal is ours. An HTMX request gets the message in the page's message area and leaves the form
-    as it is, so nothing typed is lost; a plain request gets a page in the layout (the browser's Back button keeps
-    the form)."""
+    A POST over Django's size or field-count limits would get "Bad Request (400)": Django refuses such a body when
+    the view first reads ``request.POST`` (CSRF checks included); here it is read first, so the refusal is ours.
+    An HTMX request gets the message in the page's message area and leaves the form as it is, so nothing typed is
+    lost; a plain request gets a page in the layout (the browser's Back button keeps the form). A method a URL does
+    not take (a typed-in address of a delete, say) would get an empty 405."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -100,7 +101,18 @@ class RequestTooLargeMiddleware:
                     _("The form sent more than %(limit)d fields, more than the console accepts. Nothing was saved.")
                     % {"limit": settings.DATA_UPLOAD_MAX_NUMBER_FIELDS},
                 )
-        return self.get_response(request)
+        response = self.get_response(request)
+        if response.status_code == 405 and not response.content:
+            context = {
+                "title": _("Not here"),
+                "message": _(
+                    "This address does not answer a request of this kind. Go back and use the page's buttons."
+                ),
+            }
+            page = render(request, "error.html", context, status=405)
+            page["Allow"] = response.get("Allow", "")
+            return page
+        return response
 
     def _refuse(self, request: HttpRequest, message: str) -> HttpResponse:
         context = {"title": _("Request too large"), "message": message}

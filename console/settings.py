@@ -120,7 +120,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "console.middleware.HtmxLoginRedirectMiddleware",
     "console.middleware.SecurityHeadersMiddleware",
-    "console.middleware.RequestTooLargeMiddleware",
+    "console.middleware.ClearRefusalsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -209,7 +209,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("CONSOLE_STATIC_ROOT", BASE_DIR / "staticfiles"))
 
 # A Service form holds at most three formsets of 100 rows (services.forms); anything above this is not a browser
-# filling in the form, and gets a clear refusal (console.middleware.RequestTooLargeMiddleware).
+# filling in the form, and gets a clear refusal (console.middleware.ClearRefusalsMiddleware).
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 CSRF_FAILURE_VIEW = "clusters.views.csrf_failure"
 

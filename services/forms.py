@@ -908,4 +908,13 @@ def service_from_yaml(text: str, namespace: str, name: str | None) -> dict:
                 "made meanwhile is not overwritten."
             )
         )
+    number = m.parse_number(version.strip(), max_digits=20)
+    if number is None or number < 0:
+        # The API server reads it as an unsigned number and fails (HTTP 500) on anything else.
+        raise ValueError(
+            _(
+                "metadata.resourceVersion must be the number the Service had when you opened it; reload the page "
+                "to start from the current version."
+            )
+        )
     return document

@@ -41,6 +41,13 @@ def test_the_status_413_is_swapped_by_htmx() -> None:
     assert '{"code": "413", "swap": true, "error": false}' in render_to_string("base.html")
 
 
+def test_a_method_a_page_does_not_take_gets_a_page_not_an_empty_405(editor: Client, service_url) -> None:
+    response = editor.get(service_url("delete", "web"))
+    assert response.status_code == 405 and response["Allow"] == "POST"
+    html = response.content.decode()
+    assert "does not answer a request of this kind" in html and 'id="main"' in html
+
+
 def test_a_malformed_request_gets_the_consoles_400_page(client: Client) -> None:
     response = client.get("/clusters/", HTTP_HOST="not allowed.example")
     assert response.status_code == 400

@@ -207,6 +207,21 @@ def test_a_yaml_edit_without_its_resource_version_is_refused_and_the_text_kept(
     assert k8s.CoreV1Api(admin_api).read_namespaced_service("locked", namespace).spec.ports[0].port == 80
 
 
+@pytest.mark.parametrize("version", ["not-a-number", "-5", "١٢", "9" * 30])
+def test_a_yaml_edit_with_a_resource_version_that_is_no_version_is_refused(
+    web: Client, admin_api: k8s.ApiClient, namespace: str, version: str
+) -> None:
+    k8s.CoreV1Api(admin_api).create_namespaced_service(
+        namespace, {"metadata": {"name": "locked"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    text = f"apiVersion: v1\nkind: Service\nmetadata: {{name: locked, resourceVersion: '{version}'}}\nspec: {{ports: [{{port: 81}}]}}\n"
+    for action in ("validate", "save"):
+        response = web.post(url(namespace, "locked/edit-yaml/"), {"yaml": text, "_action": action})
+        assert response.status_code == 422, action  # the API server would fail on it (HTTP 500)
+        assert "must be the number the Service had when you opened it" in response.content.decode()
+    assert k8s.CoreV1Api(admin_api).read_namespaced_service("locked", namespace).spec.ports[0].port == 80
+
+
 # --- 4. a YAML create carrying what the API server sets ---------------------------------------------------------
 
 
