@@ -306,7 +306,9 @@ def _owned(pid: int, binary: str) -> bool:
     return bool(cmdline) and cmdline[0].decode(errors="replace") == binary
 
 
-def _stop_process(pid: int, binary: str, timeout: float = 5.0) -> None:
+def _stop_process(pid: int, binary: str, timeout: float = 2.0) -> None:
+    # The data is thrown away with the process, so a graceful shutdown (the API server drains its watches) is not
+    # worth waiting long for.
     if not _owned(pid, binary):
         return
     with contextlib.suppress(ProcessLookupError):
