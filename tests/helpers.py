@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from typing import Any
+
+from kubernetes import client as k8s
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -53,3 +58,40 @@ def service_form(
     data |= rows("selector", [{"key": k, "value": v} for k, v in chosen.items()])
     data |= rows("annotations", [{"key": k, "value": v} for k, v in (annotations or {}).items()])
     return data
+
+
+# --- the cluster's side, read and arranged with the admin client ---------------------------------------------------
+
+
+def services_in(admin_api: k8s.ApiClient, namespace: str) -> list[str]:
+    return [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items]
+
+
+def free_node_port(admin_api: k8s.ApiClient) -> int:
+    """A node port no Service of the cluster holds now (chosen at random: tests run side by side)."""
+    used = {
+        port.node_port
+        for service in k8s.CoreV1Api(admin_api).list_service_for_all_namespaces().items
+        for port in service.spec.ports or []
+        if port.node_port
+    }
+    return random.choice([port for port in range(30100, 32700) if port not in used])
+
+
+def hold_node_port(admin_api: k8s.ApiClient, namespace: str, name: str = "holder") -> int:
+    """A NodePort Service ``name`` in ``namespace`` holding a free node port; returns the port."""
+    port = free_node_port(admin_api)
+    k8s.CoreV1Api(admin_api).create_namespaced_service(
+        namespace,
+        {"metadata": {"name": name}, "spec": {"type": "NodePort", "ports": [{"port": 1, "nodePort": port}]}},
+    )
+    return port
+
+
+def eventually(check: Callable[[], bool], seconds: float = 10.0) -> float:
+    """Seconds until ``check`` held (fails the test after ``seconds``)."""
+    began = time.monotonic()
+    while not check():
+        assert time.monotonic() - began < seconds, "not within the time limit"
+        time.sleep(0.005)
+    return time.monotonic() - began

@@ -5,7 +5,6 @@ its contents."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 from django.test import Client
@@ -16,7 +15,7 @@ from clusters.models import Cluster, Role
 from kube import informer as informer_module
 from kube.informer import informers
 from services import api, listing
-from tests.helpers import HTMX, service_form
+from tests.helpers import HTMX, eventually, service_form
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
@@ -69,15 +68,6 @@ def informer_of(cluster: Cluster, namespace: str) -> informer_module.Informer:
     informer = informers.get(cluster, api.SERVICES, namespace)
     assert informer is not None
     return informer
-
-
-def eventually(check: Callable[[], bool], seconds: float = 5.0) -> float:
-    """Seconds until ``check`` held (fails the test after ``seconds``)."""
-    began = time.monotonic()
-    while not check():
-        assert time.monotonic() - began < seconds, "not within the time limit"
-        time.sleep(0.005)
-    return time.monotonic() - began
 
 
 def names(informer: informer_module.Informer) -> list[str] | None:

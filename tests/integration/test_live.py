@@ -9,8 +9,7 @@ from django.test import Client
 from kubernetes import client as k8s
 
 from clusters.models import AuditEntry, Cluster, Role
-from tests.helpers import HTMX, service_form
-from tests.integration.test_services import free_node_port
+from tests.helpers import HTMX, hold_node_port, service_form
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
@@ -80,11 +79,7 @@ def test_an_existing_name_is_named_live(web: Client, admin_api: k8s.ApiClient, n
 def test_a_taken_node_port_names_its_holder_and_a_free_one_can_be_filled_in(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
-    taken = free_node_port(admin_api)
-    k8s.CoreV1Api(admin_api).create_namespaced_service(
-        namespace,
-        {"metadata": {"name": "holder"}, "spec": {"type": "NodePort", "ports": [{"port": 1, "nodePort": taken}]}},
-    )
+    taken = hold_node_port(admin_api, namespace)
     data = service_form("wants-port", type="NodePort", ports=[{"name": "a", "port": 80, "node_port": taken}])
     html = web.post(url(namespace, "create/validate/"), data, **HTMX).content.decode()
     assert f"{taken} is used by {namespace}/holder." in slot(html, "ports-0-node_port")

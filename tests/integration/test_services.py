@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from django.test import Client
 from kubernetes import client as k8s
 
 from clusters.models import AuditEntry, Cluster, Role
-from tests.helpers import HTMX, service_form
+from tests.helpers import HTMX, free_node_port, hold_node_port, service_form, services_in
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
@@ -31,20 +29,6 @@ def url(namespace: str, suffix: str = "") -> str:
 
 def read(admin_api: k8s.ApiClient, namespace: str, name: str) -> k8s.V1Service:
     return k8s.CoreV1Api(admin_api).read_namespaced_service(name, namespace)
-
-
-def services_in(admin_api: k8s.ApiClient, namespace: str) -> list[str]:
-    return [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items]
-
-
-def free_node_port(admin_api: k8s.ApiClient) -> int:
-    used = {
-        p.node_port
-        for s in k8s.CoreV1Api(admin_api).list_service_for_all_namespaces().items
-        for p in s.spec.ports or []
-        if p.node_port
-    }
-    return random.choice([p for p in range(30100, 32700) if p not in used])
 
 
 # --- create ---------------------------------------------------------------------------------------------------
@@ -249,11 +233,7 @@ def test_node_port_outside_the_clusters_range_is_shown_on_its_field(
 def test_node_port_used_by_another_service_is_shown_on_its_field(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
-    taken = free_node_port(admin_api)
-    k8s.CoreV1Api(admin_api).create_namespaced_service(
-        namespace,
-        {"metadata": {"name": "holder"}, "spec": {"type": "NodePort", "ports": [{"port": 1, "nodePort": taken}]}},
-    )
+    taken = hold_node_port(admin_api, namespace)
     response = web.post(
         url(namespace, "create/"),
         service_form("second", type="NodePort", ports=[{"port": 80, "node_port": taken}]),

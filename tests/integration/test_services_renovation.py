@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +13,7 @@ from clusters.models import Cluster
 from kube.informer import informers
 from services import api
 from services.forms import MAX_ROWS
-from tests.helpers import HTMX, service_form
+from tests.helpers import HTMX, eventually, free_node_port, hold_node_port, service_form, services_in
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
@@ -29,27 +26,6 @@ def web(client: Client, people: SimpleNamespace) -> Client:
 
 def url(namespace: str, suffix: str = "") -> str:
     return f"/clusters/local/namespaces/{namespace}/services/{suffix}"
-
-
-def services_in(admin_api: k8s.ApiClient, namespace: str) -> list[str]:
-    return [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items]
-
-
-def unused_node_port(admin_api: k8s.ApiClient) -> int:
-    used = {
-        p.node_port
-        for s in k8s.CoreV1Api(admin_api).list_service_for_all_namespaces().items
-        for p in s.spec.ports or []
-        if p.node_port
-    }
-    return random.choice([p for p in range(30100, 32700) if p not in used])
-
-
-def eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
-    began = time.monotonic()
-    while not check():
-        assert time.monotonic() - began < seconds, "not within the time limit"
-        time.sleep(0.05)
 
 
 # --- 1. any input gets a clear answer, never a 500 ----------------------------------------------------------------
@@ -99,7 +75,7 @@ def test_a_taken_node_port_in_a_namespace_the_user_cannot_see_is_not_named(
     hidden = f"{namespace}-hidden"
     core = k8s.CoreV1Api(admin_api)
     core.create_namespace({"metadata": {"name": hidden}})
-    taken = unused_node_port(admin_api)
+    taken = free_node_port(admin_api)
     core.create_namespaced_service(
         hidden,
         {
@@ -128,11 +104,7 @@ def test_a_taken_node_port_in_a_namespace_the_user_cannot_see_is_not_named(
 def test_a_taken_node_port_in_a_namespace_the_user_can_see_is_named(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
-    taken = unused_node_port(admin_api)
-    k8s.CoreV1Api(admin_api).create_namespaced_service(
-        namespace,
-        {"metadata": {"name": "holder"}, "spec": {"type": "NodePort", "ports": [{"port": 1, "nodePort": taken}]}},
-    )
+    taken = hold_node_port(admin_api, namespace)
     data = service_form("wants-port", type="NodePort", ports=[{"port": 80, "node_port": taken}])
     html = web.post(url(namespace, "create/validate/"), data, **HTMX).content.decode()
     assert f"{taken} is used by {namespace}/holder." in html
@@ -150,7 +122,7 @@ def test_live_validation_reads_node_ports_from_an_informer_not_a_list_per_keystr
         return real_call(method, *args, **kwargs)
 
     monkeypatch.setattr(api, "_call", spy)
-    data = service_form("typing", type="NodePort", ports=[{"port": 80, "node_port": unused_node_port(admin_api)}])
+    data = service_form("typing", type="NodePort", ports=[{"port": 80, "node_port": free_node_port(admin_api)}])
     web.post(url(namespace, "create/validate/"), data, **HTMX)  # starts the informer
     eventually(lambda: informers.get(cluster, api.ALL_SERVICES).synced)
     lists.clear()
@@ -160,7 +132,7 @@ def test_live_validation_reads_node_ports_from_an_informer_not_a_list_per_keystr
     assert informers.get(cluster, api.ALL_SERVICES).lists == 1
 
     # A port taken meanwhile reaches the informer through its watch.
-    taken = unused_node_port(admin_api)
+    taken = free_node_port(admin_api)
     k8s.CoreV1Api(admin_api).create_namespaced_service(
         namespace,
         {"metadata": {"name": "late-holder"}, "spec": {"type": "NodePort", "ports": [{"port": 1, "nodePort": taken}]}},
