@@ -26,6 +26,28 @@ ApiError = kube.ApiError
 _call = kube.call
 
 
+# The API server answers in English. Its common refusals of a Service, recognised by their text, are said again
+# in the user's language (the sentences the live checks use, so both say the same); anything else is shown as sent.
+_PORT_TAKEN = re.compile(r"(?:Invalid value: (?P<port>[0-9]+): )?provided port is already allocated")
+_PORT_OUT_OF_RANGE = re.compile(
+    r"(?:Invalid value: (?P<port>[0-9]+): )?provided port is not in the valid range\. "
+    r"The range of valid ports is (?P<low>[0-9]+)-(?P<high>[0-9]+)"
+)
+_ALREADY_EXISTS = re.compile(r'^services "(?P<name>[^"]+)" already exists$')
+
+
+def explained(text: str) -> str:
+    """The API server's message ``text`` in the user's language when it is one of the known refusals."""
+    if (taken := _PORT_TAKEN.search(text)) and taken["port"]:
+        return _("%(port)d is already used by another Service.") % {"port": int(taken["port"])}
+    if (outside := _PORT_OUT_OF_RANGE.search(text)) and outside["port"]:
+        numbers = {key: int(outside[key]) for key in ("port", "low", "high")}
+        return _("%(port)d is outside the cluster's node port range %(low)d-%(high)d.") % numbers
+    if exists := _ALREADY_EXISTS.match(text.strip()):
+        return _("A Service named “%(name)s” already exists in this namespace.") % {"name": exists["name"]}
+    return text
+
+
 def _core(cluster: Cluster) -> client.CoreV1Api:
     return client.CoreV1Api(kube.api_client_for(cluster))
 

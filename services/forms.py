@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 import kube
 from kube import load_yaml_document
 from services import manifest as m
+from services.api import explained
 
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
@@ -192,7 +193,8 @@ class BasicsForm(Section):
     type = forms.ChoiceField(
         label=_("Access type"), choices=SERVICE_TYPE_CHOICES, initial=m.CLUSTER_IP, widget=forms.RadioSelect
     )
-    name = forms.CharField(label=_("Service name"), max_length=63)
+    # No max_length: the browser would cut a longer name at it silently; clean_name refuses it with a message.
+    name = forms.CharField(label=_("Service name"))
     # Cluster Admin only (an ExternalName Service can take other tenants' traffic).
     external_name = forms.CharField(
         label=_("External name"), required=False, max_length=253, help_text=_("A DNS name, e.g. db.example.com.")
@@ -355,6 +357,13 @@ class AffinityForm(Section):
         help_text=_("Used when session affinity is on: 1 to 86400 seconds, 30 by default."),
     )
 
+    def full_clean(self) -> None:
+        super().full_clean()
+        if self.is_bound and not self.cleaned_data.get("session_affinity"):
+            # With affinity off the duration is not written, so whatever it holds must not block saving.
+            self._errors.pop("session_timeout", None)
+            self.cleaned_data["session_timeout"] = m.DEFAULT_SESSION_TIMEOUT
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if cleaned.get("session_affinity") and "session_timeout" in cleaned and not cleaned["session_timeout"]:
@@ -494,7 +503,8 @@ class PortForm(Section):
         label=_("Protocol"), choices=[("TCP", "TCP"), ("UDP", "UDP"), ("SCTP", "SCTP")], initial="TCP"
     )
     name = forms.CharField(label=_("Port name"), required=False, max_length=63)
-    port = NumberField(label=_("Service port"), min_value=1, max_value=65535)
+    # Empty takes the container port when that is a number (the seed: the service port follows the container port).
+    port = NumberField(label=_("Service port"), required=False, min_value=1, max_value=65535)
     target_port = forms.CharField(
         label=_("Container port"),
         required=False,
@@ -515,6 +525,15 @@ class PortForm(Section):
 
     def clean_target_port(self) -> int | str | None:
         return parse_target_port(self.cleaned_data["target_port"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "port" in cleaned and cleaned["port"] is None and "port" not in self.errors:
+            if isinstance(cleaned.get("target_port"), int):
+                cleaned["port"] = cleaned["target_port"]
+            else:
+                self.add_error("port", ValidationError(self.fields["port"].error_messages["required"], code="required"))
+        return cleaned
 
 
 class RowFormSet(forms.BaseFormSet):
@@ -842,7 +861,7 @@ def apply_api_errors(bundle: ServiceFormBundle, causes: list[dict[str, str]], me
     here); anything unmatched goes on the form."""
     placed = False
     for cause in causes:
-        path, text = cause.get("field", ""), cause.get("message", "")
+        path, text = cause.get("field", ""), explained(cause.get("message", ""))
         port_path, spec_path = _PORT_PATH.match(path), _SPEC_PATH.match(path)
         field = _RENAMED.get(path) or (_snake(spec_path.group(1)) if spec_path else "")
         if port_path and int(port_path.group(1)) < len(bundle.ports.forms):
@@ -861,7 +880,7 @@ def apply_api_errors(bundle: ServiceFormBundle, causes: list[dict[str, str]], me
             continue
         placed = True
     if not placed:
-        bundle.add_error(None, message)
+        bundle.add_error(None, explained(message))
 
 
 # --- YAML ------------------------------------------------------------------------------------------------------

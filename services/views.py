@@ -5,8 +5,10 @@ the YAML editor share one write path (``_write``)."""
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -14,6 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -22,6 +25,7 @@ from django_htmx.http import HttpResponseClientRedirect
 import kube
 from clusters import audit
 from clusters.access import Access, cluster_for_user, namespace_access
+from clusters.models import AuditEntry
 from services import api, listing, live_checks
 from services import manifest as m
 from services.forms import (
@@ -210,24 +214,83 @@ def _store(editor: Editor, body: dict, *, dry_run: bool = False) -> dict:
 
 
 def _write(request: HttpRequest, editor: Editor, body: dict, *, via: str) -> HttpResponse:
-    """Store the Service, note the write for the list's informer, audit it, say so and go to its page. A refusal is
-    audited and raised (ApiError or ClusterUnavailable) for the caller to show beside the input."""
+    """Store the Service, note the write for the list's informer, audit it, say so and go back to the list (the
+    seed: 确定 returns to the Services list). A refusal is audited and raised (ApiError or ClusterUnavailable) for
+    the caller to show beside the input."""
     name = body["metadata"]["name"]
     action = ("update" if editor.live else "create") + ("" if via == "form" else f" ({via})")
     try:
         stored = _store(editor, body)
     except (api.ApiError, kube.ClusterUnavailable) as error:
-        _record(request, editor.access, editor.namespace, action, name, "failed", str(error))
+        if not _repeated_create(request, editor, body, action, error):
+            _record(request, editor.access, editor.namespace, action, name, "failed", str(error))
         raise
     listing.remember_write(
         request, editor.access, editor.namespace, resource_version=stored["metadata"]["resourceVersion"]
     )
     spec = stored.get("spec") or {}
-    detail = f"type={spec.get('type', '')} ports={len(spec.get('ports') or [])}"
+    detail = f"type={spec.get('type', '')} ports={len(spec.get('ports') or [])} uid={stored['metadata']['uid']}"
     _record(request, editor.access, editor.namespace, action, name, "success", detail)
     done = _("Service “%(name)s” updated.") if editor.live else _("Service “%(name)s” created.")
     messages.success(request, done % {"name": name})
-    return _redirect(request, reverse("services:detail", args=[editor.access.cluster.name, editor.namespace, name]))
+    return _redirect(request, reverse("services:list", args=[editor.access.cluster.name, editor.namespace]))
+
+
+REPEAT_WINDOW = 10  # seconds: a second press of 确定 arrives within this of the first
+
+
+def _repeated_create(request: HttpRequest, editor: Editor, body: dict, action: str, error: Exception) -> bool:
+    """Whether a create refused as AlreadyExists is the same create sent twice (a double click, a form sent again
+    while the first answer was on its way): the existing Service is what this body describes, and this user's
+    create of it, with its uid, was audited as a success moments ago. Such a refusal is not a failure to audit:
+    the write it asked for was done (the answer still says the name is taken, beside the kept input)."""
+    if editor.live or not isinstance(error, api.ApiError) or error.status != 409:
+        return False
+    name = body["metadata"]["name"]
+    try:
+        existing = api.get_service(editor.access.cluster, editor.namespace, name)
+    except (api.ApiError, kube.ClusterUnavailable):
+        return False
+    try:
+        created = datetime.fromisoformat(existing["metadata"].get("creationTimestamp") or "")
+    except ValueError:
+        return False
+    if timezone.now() - created > timedelta(seconds=REPEAT_WINDOW) or not _describes(existing, body):
+        return False
+    entries = AuditEntry.objects.filter(
+        username=request.user.get_username(),
+        cluster=editor.access.cluster.name,
+        namespace=editor.namespace,
+        kind="Service",
+        object_name=name,
+        action=action,
+        result=AuditEntry.Result.SUCCESS,
+        detail__endswith=f" uid={existing['metadata']['uid']}",
+    )
+    # The first request audits its success just after the API server stored the Service, which this request saw:
+    # give it a moment (milliseconds in practice) to do so.
+    deadline = time.monotonic() + 0.5
+    while True:
+        if entries.filter(when__gte=timezone.now() - timedelta(seconds=REPEAT_WINDOW)).exists():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _describes(existing: Any, wanted: Any) -> bool:
+    """Whether every value ``wanted`` sets is so in ``existing`` (what the API server filled in is not judged)."""
+    if isinstance(wanted, dict):
+        return isinstance(existing, dict) and all(
+            key in existing and _describes(existing[key], value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(existing, list)
+            and len(existing) == len(wanted)
+            and all(_describes(a, b) for a, b in zip(existing, wanted, strict=True))
+        )
+    return existing == wanted
 
 
 # --- the form ---------------------------------------------------------------------------------------------------
@@ -295,6 +358,33 @@ def _render_form(
     }
     template = "services/form.html#form" if request.htmx else "services/form.html"
     return render(request, template, context, status=status)
+
+
+# Buttons an interaction may hand the focus back to (besides fields): ``focus`` in the form's context.
+FOCUS_BUTTONS = {"workloads", *(f"add-{rows}" for rows in ROWS_OF)}
+
+
+def _focus(bundle: ServiceFormBundle, target: str) -> str:
+    """Where the keyboard continues after an interaction re-rendered the form: a field (its id, marked
+    ``autofocus``) or one of FOCUS_BUTTONS (the template marks it). htmx focuses the marked element after the
+    swap, and a browser without scripts does so on load."""
+    for form in (*bundle.sections, *(form for formset in bundle.formsets.values() for form in formset.forms)):
+        for name in form.fields:
+            if form[name].auto_id == target:
+                form.fields[name].widget.attrs["autofocus"] = True
+                return target
+    return target if target in FOCUS_BUTTONS else ""
+
+
+def _row_focus(bundle: ServiceFormBundle, prefix: str, index: int) -> str:
+    """The first field shown in row ``index`` of a list (its last row when there are fewer), or the list's Add
+    button when it has no rows."""
+    forms = bundle.formsets[prefix].forms
+    if not forms:
+        return f"add-{prefix}"
+    form = forms[min(index, len(forms) - 1)]
+    first = next(name for name in form.fields if name not in form.kept_hidden)
+    return form[first].auto_id
 
 
 def _body(editor: Editor, bundle: ServiceFormBundle, live: dict | None = None) -> dict:
@@ -393,9 +483,19 @@ def _row_index(request: HttpRequest, rows: list) -> int | None:
     return index if index is not None and 0 <= index < len(rows) else None
 
 
-def _refresh(request: HttpRequest, editor: Editor, change: Callable | None = None, **extra: Any) -> HttpResponse:
+def _refresh(
+    request: HttpRequest,
+    editor: Editor,
+    change: Callable | None = None,
+    *,
+    focus: Callable[[ServiceFormBundle], str] | str = "",
+    **extra: Any,
+) -> HttpResponse:
+    """The form re-rendered from what was posted with ``change`` applied, and the focus on ``focus`` (an element's
+    id, or a function of the new form giving it)."""
     bundle = _bundle(editor, request.POST, change=change or (lambda values, rows: None))
-    return _render_form(request, editor, bundle, **extra)
+    target = focus(bundle) if callable(focus) else focus
+    return _render_form(request, editor, bundle, focus=_focus(bundle, target) if target else "", **extra)
 
 
 def _rows_of(formset: str) -> str:
@@ -408,8 +508,9 @@ def _rows_of(formset: str) -> str:
 @login_required
 @answers_failures
 def service_form_refresh(request: HttpRequest, cluster: str, namespace: str, name: str | None = None) -> HttpResponse:
-    """The form again, as typed: after the access type or the load balancer type changed, or a dialog closed."""
-    return _refresh(request, _editor(request, cluster, namespace, name))
+    """The form again, as typed: after the access type or the load balancer type changed, or a dialog closed
+    (``_focus``: the button the dialog returns the focus to)."""
+    return _refresh(request, _editor(request, cluster, namespace, name), focus=request.POST.get("_focus", ""))
 
 
 @require_POST
@@ -427,7 +528,7 @@ def service_form_add_row(
         else:
             rows[prefix].append({})  # one too many: the re-rendered form drops it and says so
 
-    return _refresh(request, editor, add)
+    return _refresh(request, editor, add, focus=lambda bundle: _row_focus(bundle, prefix, MAX_ROWS))
 
 
 @require_POST
@@ -439,12 +540,16 @@ def service_form_remove_row(
     prefix = _rows_of(formset)
     editor = _editor(request, cluster, namespace, name)
 
+    removed: list[int] = []
+
     def remove(values: dict, rows: dict) -> None:
         index = _row_index(request, rows[prefix])
         if index is not None:
             rows[prefix].pop(index)
+            removed.append(index)
 
-    return _refresh(request, editor, remove)
+    # The row that took the removed one's place, or the one before it when it was the last.
+    return _refresh(request, editor, remove, focus=lambda bundle: _row_focus(bundle, prefix, sum(removed)))
 
 
 @require_POST
@@ -478,7 +583,7 @@ def service_form_use_workload(
         if labels:
             rows[SELECTOR] = [{"key": key, "value": value} for key, value in labels.items()]
 
-    return _refresh(request, editor, use)
+    return _refresh(request, editor, use, focus="workloads")
 
 
 @require_POST
@@ -493,13 +598,14 @@ def service_form_free_node_port(
         port = api.free_node_port(editor.access.cluster, namespace)
     except (api.ApiError, kube.ClusterUnavailable) as error:
         return _refresh(request, editor, node_port_error=str(error))
+    row = m.parse_number(request.POST.get("row", ""), max_digits=3)
 
     def fill(values: dict, rows: dict) -> None:
         index = _row_index(request, rows[PORTS])
         if index is not None:
             rows[PORTS][index]["node_port"] = port or ""
 
-    return _refresh(request, editor, fill)
+    return _refresh(request, editor, fill, focus=f"id_{PORTS}-{row}-node_port" if row is not None else "")
 
 
 # --- YAML -----------------------------------------------------------------------------------------------------
@@ -547,7 +653,9 @@ def _yaml_dry_run(request: HttpRequest, editor: Editor, document: dict, text: st
 
 
 def _api_reasons(error: api.ApiError) -> list[str]:
-    return [error.message] + [f"{c.get('field', '')}: {c.get('message', '')}" for c in error.causes if c.get("field")]
+    """The API server's message and its causes, the known refusals in the user's language."""
+    causes = [f"{c['field']}: {api.explained(c.get('message', ''))}" for c in error.causes if c.get("field")]
+    return [api.explained(error.message), *causes]
 
 
 @require_http_methods(["GET", "POST"])

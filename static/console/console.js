@@ -185,4 +185,211 @@
       invalid.scrollIntoView({ block: "center" });
     }
   });
+
+  /* 6: the service port follows the container port (the seed: "服务端口被设置为与容器端口字段相同的值") until the user
+     types a service port: a port typed by hand (data-typed) is never overwritten. Without this script the server
+     does the same on save: an empty service port takes a numeric container port. */
+  function rowField(input, field) {
+    var name = input.name.replace(/-[a-z_]+$/, "-" + field);
+    return input.form ? input.form.elements.namedItem(name) : null;
+  }
+
+  doc.addEventListener("input", function (event) {
+    var input = event.target;
+    if (!(input instanceof HTMLInputElement) || !input.form || input.form.id !== "service-form") {
+      return;
+    }
+    if (/^ports-[0-9]+-port$/.test(input.name)) {
+      input.removeAttribute("data-follows");
+      if (input.value === "") {
+        input.removeAttribute("data-typed"); // emptied: it follows the container port again
+      } else {
+        input.setAttribute("data-typed", "");
+      }
+      return;
+    }
+    if (!/^ports-[0-9]+-target_port$/.test(input.name)) {
+      return;
+    }
+    var port = rowField(input, "port");
+    if (!(port instanceof HTMLInputElement) || port.hasAttribute("data-typed")) {
+      return;
+    }
+    if (port.value !== "" && !port.hasAttribute("data-follows")) {
+      return; // a value the page came with: the user's, from before a re-render
+    }
+    var value = input.value.trim();
+    port.value = /^[0-9]{1,5}$/.test(value) ? String(Number(value)) : "";
+    port.setAttribute("data-follows", "");
+  });
+
+  /* 7: keyboard focus across the form's re-renders. An interaction (a row added or removed, a dialog opened or
+     closed, a free node port) marks where to continue with autofocus; otherwise the element that had the focus
+     (the access type radio just chosen) gets it back. */
+  var focusedBefore = null;
+
+  doc.addEventListener("htmx:beforeRequest", function () {
+    var active = doc.activeElement;
+    focusedBefore = active && active.id ? active.id : null;
+  });
+
+  function serviceFormIn(event) {
+    var root = event.target instanceof Element ? event.target : null;
+    var form = doc.getElementById("service-form");
+    return root && form && (root === form || root.contains(form)) ? form : null;
+  }
+
+  doc.addEventListener("htmx:afterSettle", function (event) {
+    var form = serviceFormIn(event);
+    if (!form) {
+      return;
+    }
+    upgradeDialogs(form);
+    var marked = form.querySelector("[autofocus]");
+    var active = doc.activeElement;
+    if (marked) {
+      if (active !== marked && !marked.closest("dialog:modal")) {
+        marked.focus();
+      }
+      return;
+    }
+    var lost = !active || active === doc.body || !active.isConnected;
+    var again = focusedBefore && doc.getElementById(focusedBefore);
+    if (lost && again) {
+      again.focus();
+    }
+  });
+
+  /* 8: a dialog the server renders open (引用负载标签, a delete confirmation) becomes modal: Esc closes it and the focus returns to the
+     button that opened it (data-return-focus). Without this script it stays an open dialog with a Close button. */
+  function upgradeDialogs(root) {
+    var dialogs = root.querySelectorAll("dialog[data-modal][open]");
+    for (var i = 0; i < dialogs.length; i++) {
+      var dialog = dialogs[i];
+      if (typeof dialog.showModal !== "function" || dialog.matches(":modal")) {
+        continue;
+      }
+      dialog.close();
+      dialog.showModal();
+      dialog.addEventListener("close", function (event) {
+        var closed = event.target;
+        var id = closed.getAttribute("data-return-focus");
+        var back = id && closed.isConnected && !closed.open && doc.getElementById(id);
+        if (back) {
+          back.focus();
+        }
+      });
+    }
+  }
+
+  /* 9: a draft of a new Service's form in the tab's sessionStorage, keyed by the form's URL: a reload restores
+     what was typed (the server re-renders the form from it through the refresh URL, rows and type included); a
+     successful save or Cancel forgets it. */
+  var DRAFT = "console-draft:";
+
+  function draftForm() {
+    var form = doc.getElementById("service-form");
+    return form && form.hasAttribute("data-draft") ? form : null;
+  }
+
+  function formPairs(form) {
+    var pairs = [];
+    new FormData(form).forEach(function (value, key) {
+      if (typeof value === "string" && key !== "csrfmiddlewaretoken" && key !== "_action" && key !== "_focus") {
+        pairs.push([key, value]);
+      }
+    });
+    return pairs;
+  }
+
+  function draftKey(form) {
+    return DRAFT + form.getAttribute("data-draft");
+  }
+
+  function saveDraft() {
+    var form = draftForm();
+    if (!form) {
+      return;
+    }
+    try {
+      window.sessionStorage.setItem(draftKey(form), JSON.stringify(formPairs(form)));
+    } catch (e) {
+      /* storage full or refused: the form works without a draft */
+    }
+  }
+
+  function forgetDraft(form) {
+    try {
+      window.sessionStorage.removeItem(draftKey(form));
+    } catch (e) {
+      /* nothing to forget */
+    }
+  }
+
+  function restoreDraft() {
+    var form = draftForm();
+    var url = form && form.getAttribute("data-draft-restore");
+    if (!form || !url || !sameOrigin(url) || !window.htmx || typeof window.htmx.ajax !== "function") {
+      return;
+    }
+    var pairs;
+    try {
+      pairs = JSON.parse(window.sessionStorage.getItem(draftKey(form)) || "null");
+    } catch (e) {
+      return;
+    }
+    if (!Array.isArray(pairs) || JSON.stringify(pairs) === JSON.stringify(formPairs(form))) {
+      return;
+    }
+    var values = {};
+    pairs.forEach(function (pair) {
+      if (Array.isArray(pair) && typeof pair[0] === "string" && typeof pair[1] === "string") {
+        values[pair[0]] = pair[1];
+      }
+    });
+    window.htmx.ajax("POST", url, { source: form, target: form, swap: "outerHTML", values: values });
+  }
+
+  doc.addEventListener("input", function (event) {
+    if (event.target instanceof Element && event.target.closest("form[data-draft]")) {
+      saveDraft();
+    }
+  });
+  doc.addEventListener("change", function (event) {
+    if (event.target instanceof Element && event.target.closest("form[data-draft]")) {
+      saveDraft();
+    }
+  });
+  doc.addEventListener("htmx:afterSettle", function (event) {
+    if (serviceFormIn(event)) {
+      saveDraft();
+    }
+  });
+  doc.addEventListener("htmx:afterRequest", function (event) {
+    var detail = event.detail || {};
+    var form = detail.elt instanceof Element ? detail.elt.closest("form[data-draft]") : null;
+    // (htmx follows HX-Redirect before it judges the answer, so detail.successful is not set then.)
+    if (form && detail.xhr && detail.xhr.status < 300 && detail.xhr.getResponseHeader("HX-Redirect")) {
+      forgetDraft(form); // saved
+    }
+  });
+  doc.addEventListener("click", function (event) {
+    var cancel = event.target instanceof Element ? event.target.closest("[data-draft-clear]") : null;
+    var form = cancel && cancel.closest("form[data-draft]");
+    if (form) {
+      forgetDraft(form);
+    }
+  });
+
+  function onLoad() {
+    upgradeDialogs(doc.body); // the workload picker, or a delete confirmation opened by a link (?delete)
+    restoreDraft();
+  }
+
+  // After htmx has set itself up (this script is deferred after it, so DOMContentLoaded is still to come).
+  if (doc.readyState === "complete") {
+    onLoad();
+  } else {
+    doc.addEventListener("DOMContentLoaded", onLoad);
+  }
 })();

@@ -29,7 +29,7 @@ def port(**changes):
 FORM_CASES = [
     ("name-upper", {"name": "Web-api"}, "lowercase letters", "Web-api"),
     ("name-unicode", {"name": "服务名称"}, "lowercase letters", "服务名称"),
-    ("name-too-long", {"name": "a" * 64}, "at most 63 characters", "a" * 64),
+    ("name-too-long", {"name": "a" * 64}, "4 to 63 characters long", "a" * 64),
     ("name-too-short", {"name": "abc"}, "4 to 63 characters", "abc"),
     ("name-leading-digit", {"name": "1abc"}, "starting with a lowercase letter", "1abc"),
     ("name-trailing-dash", {"name": "abcd-"}, "ending with a letter or digit", "abcd-"),
@@ -46,7 +46,7 @@ FORM_CASES = [
     (
         "node-port-out-of-range",
         {"type": "NodePort", "ports": port(node_port=8080)},
-        "range of valid ports is 30000-32767",
+        "8080 is outside the cluster",  # the API server's sentence, said in the user's language
         "8080",
     ),
     ("protocol-unknown", {"ports": port(protocol="HTTP")}, "Select a valid choice", 'name="ports-0-protocol"'),

@@ -12,7 +12,7 @@ from django.conf import settings
 from kubernetes import client as k8s
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from clusters.models import Cluster, Role
+from clusters.models import AuditEntry, Cluster, Role
 
 pytestmark = [pytest.mark.cluster, pytest.mark.browser]
 
@@ -150,8 +150,10 @@ def test_editor_flow(browser: Browser, console: dict, admin_api: k8s.ApiClient, 
     expect(page.locator("#id_selector-0-value")).to_have_value("shop")
 
     page.click("#service-form .form-actions button.primary")
-    page.wait_for_url(f"{console['services']}shop-web/")
+    page.wait_for_url(console["services"])  # 确定 returns to the list, with the new row
     expect(page.locator(".notice-success")).to_be_visible()
+    expect(page.locator("a", has_text="shop-web")).to_be_visible()
+    page.goto(f"{console['services']}shop-web/")
     shot(page, f"{language}-detail")
     service = k8s.CoreV1Api(admin_api).read_namespaced_service("shop-web", namespace)
     assert [(p.name, p.port) for p in service.spec.ports] == [("http", 80), ("metrics", 9090)]
@@ -174,7 +176,7 @@ def test_editor_flow(browser: Browser, console: dict, admin_api: k8s.ApiClient, 
     page.goto(f"{console['services']}shop-web/edit/")
     page.fill("#id_ports-1-port", "9100")
     page.click("#service-form .form-actions button.primary")
-    page.wait_for_url(f"{console['services']}shop-web/")
+    page.wait_for_url(console["services"])
     assert k8s.CoreV1Api(admin_api).read_namespaced_service("shop-web", namespace).spec.ports[1].port == 9100
 
     # Create from YAML.
@@ -187,7 +189,8 @@ def test_editor_flow(browser: Browser, console: dict, admin_api: k8s.ApiClient, 
     )
     shot(page, f"{language}-yaml")
     page.click("#yaml-form button.primary")
-    page.wait_for_url(f"{console['services']}from-yaml/")
+    page.wait_for_url(console["services"])
+    expect(page.locator("a", has_text="from-yaml")).to_be_visible()
 
     # Delete through the row menu and its confirmation dialog.
     page.goto(console["services"])
@@ -269,4 +272,250 @@ def test_live_validation_shows_the_api_servers_verdict_before_submit(
     expect(page.locator("#validation-status")).to_contain_text("accepts this Service", timeout=10_000)
     assert [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items] == ["web-taken"]
     assert errors == []  # every error slot the answers swap exists; no CSP violation
+    page.context.close()
+
+
+# --- issue 13: the seed's workflow by keyboard, the service port following the container port, drafts, dblclick ---
+
+
+def active(page: Page) -> str:
+    """The focused element, as "id" or "tag[name=value]"."""
+    return page.evaluate(
+        """(() => { const e = document.activeElement;
+             return e.id || `${e.tagName.toLowerCase()}[${e.name || ''}=${e.value || ''}]`; })()"""
+    )
+
+
+def tab_to(page: Page, selector: str, limit: int = 80) -> None:
+    """Press Tab until ``selector`` has the focus."""
+    for _ in range(limit):
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"{selector} was not reached with Tab; the focus is on {active(page)}")
+
+
+def press_and_wait(page: Page, key: str) -> None:
+    with page.expect_response(lambda r: r.request.method == "POST" and "/validate/" not in r.url):
+        page.keyboard.press(key)
+    page.wait_for_load_state()
+
+
+@pytest.mark.parametrize("width", [1280, 390], ids=["desktop", "phone"])
+def test_the_whole_create_flow_by_keyboard(
+    browser: Browser, console: dict, admin_api: k8s.ApiClient, namespace: str, width: int
+) -> None:
+    page = open_page(browser, "en", width=width)
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}create/")
+
+    # The access type: Tab into the radio group, an arrow key chooses NodePort; the focus stays on it.
+    tab_to(page, "input[name=type]:checked")
+    press_and_wait(page, "ArrowRight")
+    expect(page.locator("input[name=type][value=NodePort]")).to_be_checked()
+    expect(page.locator("#id_ports-0-node_port")).to_be_visible()
+    expect(page.locator("input[name=type][value=NodePort]")).to_be_focused()
+
+    page.keyboard.press("Tab")
+    expect(page.locator("#id_name")).to_be_focused()
+    page.keyboard.type("kb-web")
+
+    tab_to(page, "#id_selector-0-key")
+    page.keyboard.type("app")
+    page.keyboard.press("Tab")
+    page.keyboard.type("web")
+    tab_to(page, "#add-selector")
+    press_and_wait(page, "Enter")
+    expect(page.locator("#id_selector-1-key")).to_be_focused()  # the new row's first field
+    page.keyboard.type("tier")
+    page.keyboard.press("Tab")
+    page.keyboard.type("front")
+
+    tab_to(page, "#id_ports-0-name")
+    page.keyboard.type("http")
+    tab_to(page, "#id_ports-0-target_port")
+    page.keyboard.type("8080")
+    expect(page.locator("#id_ports-0-port")).to_have_value("8080")  # the service port follows
+
+    tab_to(page, "#add-ports")
+    press_and_wait(page, "Space")
+    expect(page.locator("#id_ports-1-protocol")).to_be_focused()
+    tab_to(page, "button[formaction$='/rows/ports/remove/'][value='1']")
+    press_and_wait(page, "Enter")
+    expect(page.locator("#id_ports-0-protocol")).to_be_focused()  # the row before the removed last one
+
+    tab_to(page, "#service-form .form-actions button.primary")
+    page.keyboard.press("Enter")
+    page.wait_for_url(console["services"])
+    expect(page.locator(".notice-success")).to_contain_text("kb-web")
+    expect(page.locator("a", has_text="kb-web")).to_be_visible()
+    service = k8s.CoreV1Api(admin_api).read_namespaced_service("kb-web", namespace)
+    assert service.spec.type == "NodePort"
+    assert service.spec.selector == {"app": "web", "tier": "front"}
+    assert [(p.name, p.port, p.target_port) for p in service.spec.ports] == [("http", 8080, 8080)]
+    page.context.close()
+
+
+def test_the_workload_dialog_by_keyboard_and_escape(browser: Browser, console: dict) -> None:
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}create/")
+    tab_to(page, "#workloads-button")
+    press_and_wait(page, "Enter")
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_contain_text("shop")
+    assert dialog.evaluate("d => d.matches(':modal')")
+    expect(page.locator("button[value='Deployment/shop']")).to_be_focused()
+
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    expect(page.locator("#workloads-button")).to_be_focused()
+
+    press_and_wait(page, "Enter")
+    expect(page.locator("button[value='Deployment/shop']")).to_be_focused()
+    press_and_wait(page, "Enter")
+    expect(page.locator("#id_selector-0-key")).to_have_value("app")
+    expect(page.locator("#id_selector-0-value")).to_have_value("shop")
+    expect(page.locator("#workloads-button")).to_be_focused()
+    page.context.close()
+
+
+def test_a_service_port_typed_by_hand_is_never_overwritten(browser: Browser, console: dict) -> None:
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}create/")
+    target, port = page.locator("#id_ports-0-target_port"), page.locator("#id_ports-0-port")
+    target.press_sequentially("8080")
+    expect(port).to_have_value("8080")
+    target.fill("")
+    target.press_sequentially("9090")
+    expect(port).to_have_value("9090")  # still following: the user never typed it
+    port.fill("")
+    port.press_sequentially("80")
+    target.fill("")
+    target.press_sequentially("8443")
+    expect(target).to_have_value("8443")
+    expect(port).to_have_value("80")  # typed by hand: kept
+    port.fill("")  # emptied: it follows again
+    port.dispatch_event("input")
+    target.fill("")
+    target.press_sequentially("7070")
+    expect(port).to_have_value("7070")
+    page.context.close()
+
+
+def test_a_double_click_on_ok_creates_once_and_logs_no_failure(
+    browser: Browser, console: dict, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}create/")
+    page.fill("#id_name", "double")
+    page.fill("#id_selector-0-key", "app")
+    page.fill("#id_selector-0-value", "web")
+    page.fill("#id_ports-0-port", "80")
+    page.dblclick("#service-form .form-actions button.primary")
+    page.wait_for_url(console["services"])
+    expect(page.locator("a", has_text="double")).to_be_visible()
+    assert [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items] == ["double"]
+    results = list(AuditEntry.objects.filter(object_name="double").values_list("action", "result"))
+    assert results == [("create", "success")]
+    page.context.close()
+
+
+def test_a_reload_keeps_what_was_typed_until_saved_or_cancelled(
+    browser: Browser, console: dict, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    create = f"{console['services']}create/"
+    page.goto(create)
+    choose_type(page, "NodePort")
+    page.fill("#id_name", "drafted")
+    page.fill("#id_selector-0-key", "app")
+    page.fill("#id_selector-0-value", "web")
+    page.fill("#id_ports-0-port", "80")
+    click_and_wait(page, "button[formaction$='/rows/ports/add/']")
+    page.fill("#id_ports-1-name", "metrics")
+    page.fill("#id_ports-1-port", "9090")
+    page.fill("#id_ports-0-name", "http")
+
+    page.reload()
+    expect(page.locator("#id_ports-1-port")).to_have_value("9090")
+    expect(page.locator("#id_name")).to_have_value("drafted")
+    expect(page.locator("#id_ports-0-name")).to_have_value("http")
+    expect(page.locator("input[name=type][value=NodePort]")).to_be_checked()
+
+    page.click("#service-form .form-actions button.primary")
+    page.wait_for_url(console["services"])
+    page.goto(create)
+    expect(page.locator("#id_name")).to_have_value("")  # saved: the draft is gone
+    assert page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('console-draft:'))") == []
+
+    page.fill("#id_name", "never-saved")
+    page.click("a[data-draft-clear]")
+    page.wait_for_url(console["services"])
+    page.goto(create)
+    expect(page.locator("#id_name")).to_have_value("")  # cancelled: gone too
+    assert [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items] == ["drafted"]
+    page.context.close()
+
+
+def test_a_delete_confirmation_opened_by_a_link_closes_with_escape(
+    browser: Browser, console: dict, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    k8s.CoreV1Api(admin_api).create_namespaced_service(
+        namespace, {"metadata": {"name": "kept"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}kept/?delete")
+    dialog = page.locator("#delete-dialog")
+    expect(dialog).to_be_visible()
+    assert dialog.evaluate("d => d.matches(':modal')")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items] == ["kept"]
+    page.context.close()
+
+
+@pytest.mark.parametrize(("language", "width"), [("en", 1280), ("zh-hans", 390)], ids=["en-desktop", "zh-hans-phone"])
+def test_the_small_rules_of_the_form_in_the_browser(
+    browser: Browser, console: dict, admin_api: k8s.ApiClient, namespace: str, language: str, width: int
+) -> None:
+    """A name over 63 characters is kept as typed and refused with a message; a session timeout is not judged
+    while session affinity is off; a refusal the API server words in English is shown in the user's language."""
+    page = open_page(browser, language, width=width)
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}create/")
+    long_name = "n" * 70
+    page.fill("#id_name", long_name)
+    expect(page.locator("#id_name")).to_have_value(long_name)  # not cut at 63 by the browser
+    page.fill("#id_selector-0-key", "app")
+    page.fill("#id_selector-0-value", "web")
+    page.fill("#id_ports-0-port", "80")
+    page.fill("#id_session_timeout", "999999")  # out of range, but affinity is off: not judged
+    click_and_wait(page, "#service-form .form-actions button.primary")
+    refused = {"en": "The name must be 4 to 63 characters long.", "zh-hans": "名称长度必须为 4 到 63 个字符。"}
+    expect(page.locator("#errors-name")).to_contain_text(refused[language])
+    expect(page.locator("#errors-session_timeout")).to_have_text("")
+    expect(page.locator("#id_name")).to_have_value(long_name)
+
+    # A node port outside the cluster's range: the API server says so in English; the page in the user's language.
+    choose_type(page, "NodePort")
+    page.fill("#id_name", "small-rules")
+    page.fill("#id_ports-0-node_port", "8080")
+    click_and_wait(page, "#service-form .form-actions button.primary")
+    outside = {
+        "en": "8080 is outside the cluster's node port range 30000-32767.",
+        "zh-hans": "8080 不在集群的节点端口范围 30000-32767 内。",
+    }
+    expect(page.locator("#errors-ports-0-node_port")).to_contain_text(outside[language])
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+    page.fill("#id_ports-0-node_port", "")
+    click_and_wait(page, "#service-form .form-actions button.primary")
+    page.wait_for_url(console["services"])  # saved despite the timeout typed while affinity was off
+    service = k8s.CoreV1Api(admin_api).read_namespaced_service("small-rules", namespace)
+    assert service.spec.session_affinity == "None" and service.spec.session_affinity_config is None
     page.context.close()

@@ -153,7 +153,7 @@ class Editor:
         while time.monotonic() < until and not self.errors:
             name = f"svc-{index}"
             created = self.request("POST", f"{services}create/", service_form(name), htmx=True)
-            if created.status != 200 or created.headers.get("HX-Redirect") != f"{services}{name}/":
+            if created.status != 200 or created.headers.get("HX-Redirect") != services:  # back to the list
                 self.errors.append(f"create {name}: {created.status} {created.data[:200]!r}")
                 break
             self.expected.add(name)
