@@ -112,6 +112,14 @@ def people(make_user, cluster: Cluster, namespace: str) -> SimpleNamespace:
 
 
 @pytest.fixture
+def web(client, people: SimpleNamespace):  # a django.test.Client
+    """The test client signed in as the standing editor (NS Edit of the test's namespace); a module may define its
+    own ``web`` for another user."""
+    client.force_login(people.editor)
+    return client
+
+
+@pytest.fixture
 def service_url(cluster: Cluster, namespace: str) -> Callable[..., str]:
     """service_url("list"), service_url("edit", "web"), service_url("list", page=2): a URL of the services app in
     the test's cluster and namespace, by its URL name, with an optional Service name and query."""

@@ -95,3 +95,25 @@ def eventually(check: Callable[[], bool], seconds: float = 10.0) -> float:
         assert time.monotonic() - began < seconds, "not within the time limit"
         time.sleep(0.005)
     return time.monotonic() - began
+
+
+def create_deployment(admin_api: k8s.ApiClient, namespace: str, name: str, labels: dict[str, str]) -> None:
+    """A Deployment selecting ``labels`` (nothing runs it: the control plane has no controllers)."""
+    k8s.AppsV1Api(admin_api).create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": name, "image": "nginx"}]},
+                },
+            },
+        },
+    )
+
+
+def services_path(namespace: str, suffix: str = "") -> str:
+    """A path under the test namespace's Services in cluster "local" (``service_url`` reverses by name instead)."""
+    return f"/clusters/local/namespaces/{namespace}/services/{suffix}"

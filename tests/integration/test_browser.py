@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from kubernetes import client as k8s
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from clusters.models import AuditEntry, Cluster, Role
+from tests.helpers import create_deployment
 
 pytestmark = [pytest.mark.cluster, pytest.mark.browser]
 
@@ -24,21 +25,26 @@ LANGUAGES = {
 }
 
 
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Debian's Chromium, headless, as root, with nothing reaching out to the network."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+        ],
+    )
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     # Playwright's sync API keeps an event loop in this thread; the live server's ORM calls run elsewhere.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
+        launched = launch_chromium(playwright)
         yield launched
         launched.close()
 
@@ -49,19 +55,7 @@ def console(
 ) -> dict:
     make_user("editor", role=Role.NS_EDIT, cluster=cluster, namespace=namespace)
     make_user("viewer", role=Role.NS_VIEW, cluster=cluster, namespace=namespace)
-    k8s.AppsV1Api(admin_api).create_namespaced_deployment(
-        namespace,
-        {
-            "metadata": {"name": "shop"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "shop"}},
-                "template": {
-                    "metadata": {"labels": {"app": "shop"}},
-                    "spec": {"containers": [{"name": "c", "image": "nginx"}]},
-                },
-            },
-        },
-    )
+    create_deployment(admin_api, namespace, "shop", {"app": "shop"})
     return {"url": live_server.url, "services": f"{live_server.url}/clusters/local/namespaces/{namespace}/services/"}
 
 

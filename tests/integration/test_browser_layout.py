@@ -22,9 +22,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from services import listing
 from tests.integration.test_browser import (  # noqa: F401 - console is a fixture
-    CHROMIUM,
     choose_type,
     console,
+    launch_chromium,
     log_in,
     open_page,
     shot,
@@ -45,16 +45,7 @@ class Chromium:
 
     def _serve(self) -> None:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--no-first-run",
-                ],
-            )
+            browser = launch_chromium(playwright)
             while (job := self.jobs.get()) is not None:
                 steps, done = job
                 try:

@@ -54,6 +54,7 @@ import kube
 from clusters.forms import ClusterForm
 from clusters.management.commands.register_cluster import register_cluster
 from clusters.models import Cluster, Role
+from tests.helpers import create_deployment
 from tests.integration import fuzz_strategies as fs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db, pytest.mark.fuzz]
@@ -621,19 +622,7 @@ def world(cluster, namespace, admin_api, make_user, report) -> World:
     core = k8s.CoreV1Api(admin_api)
     service = "fuzz-target"
     create_service(core, namespace, service)
-    k8s.AppsV1Api(admin_api).create_namespaced_deployment(
-        namespace,
-        {
-            "metadata": {"name": "web", "labels": {"app": "web"}},
-            "spec": {
-                "selector": {"matchLabels": {"app": "web", "tier": "front"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web", "tier": "front"}},
-                    "spec": {"containers": [{"name": "web", "image": "nginx"}]},
-                },
-            },
-        },
-    )
+    create_deployment(admin_api, namespace, "web", {"app": "web", "tier": "front"})
     admin = make_user("fuzz-admin", role=Role.CLUSTER_ADMIN, cluster=cluster)
     editor = make_user("fuzz-editor", role=Role.NS_EDIT, cluster=cluster, namespace=namespace)
     return World(

@@ -15,7 +15,7 @@ from clusters.models import Cluster, Role
 from kube import informer as informer_module
 from kube.informer import informers
 from services import api, listing
-from tests.helpers import HTMX, eventually, service_form
+from tests.helpers import HTMX, eventually, service_form, services_path
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
@@ -55,10 +55,6 @@ def api_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def url(namespace: str, suffix: str = "") -> str:
-    return f"/clusters/local/namespaces/{namespace}/services/{suffix}"
-
-
 def create(admin_api: k8s.ApiClient, namespace: str, name: str, **spec: object) -> k8s.V1Service:
     body = {"metadata": {"name": name}, "spec": {"ports": [{"port": 80}], **spec}}
     return k8s.CoreV1Api(admin_api).create_namespaced_service(namespace, body)
@@ -80,18 +76,18 @@ def test_the_first_view_is_live_and_later_ones_come_from_the_informer(
 ) -> None:
     for index in range(25):
         create(admin_api, namespace, f"svc-{index:02d}", type="NodePort" if index % 5 == 0 else "ClusterIP")
-    first = web.get(url(namespace))
+    first = web.get(services_path(namespace))
     assert live_lists == [namespace] and len(first.context["rows"]) == 20
     eventually(lambda: informer_of(cluster, namespace).synced)
 
-    again = web.get(url(namespace))
+    again = web.get(services_path(namespace))
     assert live_lists == [namespace], "answered from the informer, without a list call"
     assert [r["name"] for r in again.context["rows"]] == [f"svc-{i:02d}" for i in range(20)]
     assert again.context["has_next"] and not again.context["next_token"]
-    page_two = web.get(url(namespace), {"page": 2})
+    page_two = web.get(services_path(namespace), {"page": 2})
     assert [r["name"] for r in page_two.context["rows"]] == [f"svc-{i:02d}" for i in range(20, 25)]
     assert not page_two.context["has_next"] and page_two.context["continued"]
-    filtered = web.get(url(namespace), {"q": "svc-1", "type": "NodePort"})
+    filtered = web.get(services_path(namespace), {"q": "svc-1", "type": "NodePort"})
     assert [r["name"] for r in filtered.context["rows"]] == ["svc-10", "svc-15"]
     assert live_lists == [namespace]
     # The rows are the same as the API server's, field for field.
@@ -123,22 +119,22 @@ def test_a_users_own_writes_are_in_the_next_list_even_before_the_watch_delivers_
     web: Client, cluster: Cluster, admin_api: k8s.ApiClient, namespace: str, live_lists: list[str]
 ) -> None:
     created = create(admin_api, namespace, "old")
-    web.get(url(namespace))
+    web.get(services_path(namespace))
     informer = informer_of(cluster, namespace)
     eventually(lambda: informer.synced)
     live_lists.clear()
 
-    saved = web.post(url(namespace, "create/"), service_form("fresh"), **HTMX)
+    saved = web.post(services_path(namespace, "create/"), service_form("fresh"), **HTMX)
     assert saved.status_code == 200 and saved["HX-Redirect"]
     written = web.session[listing.WRITES_KEY][f"{cluster.pk}/{namespace}"]
     resource_version = k8s.CoreV1Api(admin_api).read_namespaced_service("fresh", namespace).metadata.resource_version
     assert written[0] == int(resource_version)
-    assert [r["name"] for r in web.get(url(namespace)).context["rows"]] == ["fresh", "old"]
+    assert [r["name"] for r in web.get(services_path(namespace)).context["rows"]] == ["fresh", "old"]
 
-    deleted = web.post(url(namespace, "old/delete/"), {"uid": created.metadata.uid}, **HTMX)
+    deleted = web.post(services_path(namespace, "old/delete/"), {"uid": created.metadata.uid}, **HTMX)
     assert deleted.status_code == 200
     assert web.session[listing.WRITES_KEY][f"{cluster.pk}/{namespace}"][1] == [created.metadata.uid]
-    assert [r["name"] for r in web.get(url(namespace)).context["rows"]] == ["fresh"]
+    assert [r["name"] for r in web.get(services_path(namespace)).context["rows"]] == ["fresh"]
     assert live_lists == [], "both answered by the informer once it had the writes"
 
 
@@ -151,7 +147,7 @@ def test_the_informer_steps_aside_when_it_has_not_seen_the_users_write(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     create(admin_api, namespace, "shown")
-    web.get(url(namespace))
+    web.get(services_path(namespace))
     informer = informer_of(cluster, namespace)
     eventually(lambda: informer.synced)
     current = int(informer.snapshot()[0]["metadata"]["resourceVersion"])
@@ -165,13 +161,13 @@ def test_the_informer_steps_aside_when_it_has_not_seen_the_users_write(
     session[listing.WRITES_KEY] = {f"{cluster.pk}/{namespace}": (current + 10**9, [], time.time())}
     session.save()
     live_lists.clear()
-    page = web.get(url(namespace))
+    page = web.get(services_path(namespace))
     assert live_lists == [namespace] and [r["name"] for r in page.context["rows"]] == ["shown"]
     # Remembered writes expire: after that the informer answers again.
     session[listing.WRITES_KEY] = {f"{cluster.pk}/{namespace}": (current + 10**9, [], time.time() - 3600)}
     session.save()
     live_lists.clear()
-    web.get(url(namespace))
+    web.get(services_path(namespace))
     assert live_lists == []
 
 
@@ -185,7 +181,7 @@ def test_a_stopped_or_broken_watch_means_live_lists(
     informer.join(5)
     assert informer.snapshot() is None and not informer.running
     # An informer that ended without failing (stopped, or idle) is replaced on the next view.
-    page = web.get(url(namespace))
+    page = web.get(services_path(namespace))
     assert live_lists == [namespace] and [r["name"] for r in page.context["rows"]] == ["svc"]
     replacement = informer_of(cluster, namespace)
     assert replacement is not informer
@@ -240,17 +236,17 @@ def test_the_namespace_picker_of_a_cluster_wide_user_comes_from_an_informer_too(
     api_calls: list[str],
 ) -> None:
     client.force_login(make_user("admin", role=Role.CLUSTER_ADMIN, cluster=cluster))
-    first = client.get(url(namespace))
+    first = client.get(services_path(namespace))
     assert namespace in first.context["namespaces"] and "default" in first.context["namespaces"]
     informer = informers.get(cluster, kube.NAMESPACES)
     assert informer is not None
     eventually(lambda: informer.synced)
 
     api_calls.clear()
-    again = client.get(url(namespace))
+    again = client.get(services_path(namespace))
     assert again.context["namespaces"] == first.context["namespaces"] and "list_namespace" not in api_calls
     k8s.CoreV1Api(admin_api).create_namespace({"metadata": {"name": f"{namespace}-later"}})
-    eventually(lambda: f"{namespace}-later" in client.get(url(namespace)).context["namespaces"])
+    eventually(lambda: f"{namespace}-later" in client.get(services_path(namespace)).context["namespaces"])
     assert "list_namespace" not in api_calls
 
 
@@ -269,16 +265,16 @@ def test_node_addresses_of_nodeport_rows_come_from_a_node_informer(
     set_address("203.0.113.7")
     service = create(admin_api, namespace, "exposed", type="NodePort")
     node_port = service.spec.ports[0].node_port
-    assert f"203.0.113.7:{node_port}" in web.get(url(namespace)).content.decode()
+    assert f"203.0.113.7:{node_port}" in web.get(services_path(namespace)).content.decode()
     nodes = informers.get(cluster, api.NODES)
     assert nodes is not None
     eventually(lambda: nodes.synced)
 
     api_calls.clear()
-    assert f"203.0.113.7:{node_port}" in web.get(url(namespace)).content.decode()
+    assert f"203.0.113.7:{node_port}" in web.get(services_path(namespace)).content.decode()
     assert "list_node" not in api_calls
     set_address("203.0.113.8")
-    eventually(lambda: f"203.0.113.8:{node_port}" in web.get(url(namespace)).content.decode())
+    eventually(lambda: f"203.0.113.8:{node_port}" in web.get(services_path(namespace)).content.decode())
     assert "list_node" not in api_calls
     core.delete_node(node_name)
 

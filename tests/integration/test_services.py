@@ -7,7 +7,15 @@ from django.test import Client
 from kubernetes import client as k8s
 
 from clusters.models import AuditEntry, Cluster, Role
-from tests.helpers import HTMX, free_node_port, hold_node_port, service_form, services_in
+from tests.helpers import (
+    HTMX,
+    create_deployment,
+    free_node_port,
+    hold_node_port,
+    service_form,
+    services_in,
+    services_path,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
@@ -21,10 +29,6 @@ def editor(make_user, cluster: Cluster, namespace: str):
 def web(client: Client, editor) -> Client:
     client.force_login(editor)
     return client
-
-
-def url(namespace: str, suffix: str = "") -> str:
-    return f"/clusters/local/namespaces/{namespace}/services/{suffix}"
 
 
 def read(admin_api: k8s.ApiClient, namespace: str, name: str) -> k8s.V1Service:
@@ -46,9 +50,9 @@ def test_clusterip_service_lands_exactly_as_entered(web: Client, admin_api: k8s.
         session_affinity=True,
         session_timeout=600,
     )
-    response = web.post(url(namespace, "create/"), data, **HTMX)
+    response = web.post(services_path(namespace, "create/"), data, **HTMX)
     assert response.status_code == 200
-    assert response["HX-Redirect"] == url(namespace)  # 确定 returns to the list
+    assert response["HX-Redirect"] == services_path(namespace)  # 确定 returns to the list
 
     service = read(admin_api, namespace, "web-svc")
     assert service.spec.type == "ClusterIP"
@@ -82,7 +86,7 @@ def test_nodeport_service_with_manual_and_automatic_node_ports(
             {"name": "https", "port": 443, "target_port": 8443},
         ],
     )
-    assert web.post(url(namespace, "create/"), data, **HTMX).status_code == 200
+    assert web.post(services_path(namespace, "create/"), data, **HTMX).status_code == 200
     service = read(admin_api, namespace, "node-svc")
     assert service.spec.type == "NodePort"
     assert service.spec.ports[0].node_port == chosen
@@ -94,7 +98,7 @@ def test_nodeport_service_with_manual_and_automatic_node_ports(
 def test_loadbalancer_with_local_policy_and_metallb_pool(
     web: Client, admin_api: k8s.ApiClient, namespace: str, metallb: list[str]
 ) -> None:
-    form_page = web.get(url(namespace, "create/"))
+    form_page = web.get(services_path(namespace, "create/"))
     assert form_page.status_code == 200
     data = service_form(
         "lb-svc",
@@ -104,7 +108,7 @@ def test_loadbalancer_with_local_policy_and_metallb_pool(
         metallb_pool="office-pool",
         lb_address="192.0.2.7",
     )
-    response = web.post(url(namespace, "create/"), data, **HTMX)
+    response = web.post(services_path(namespace, "create/"), data, **HTMX)
     assert response.status_code == 200, response.content.decode()
     service = read(admin_api, namespace, "lb-svc")
     assert service.spec.type == "LoadBalancer"
@@ -117,7 +121,7 @@ def test_loadbalancer_with_local_policy_and_metallb_pool(
 
 
 def test_loadbalancer_form_offers_the_clusters_pools(web: Client, namespace: str, metallb: list[str]) -> None:
-    response = web.post(url(namespace, "create/refresh/"), service_form(type="LoadBalancer"), **HTMX)
+    response = web.post(services_path(namespace, "create/refresh/"), service_form(type="LoadBalancer"), **HTMX)
     html = response.content.decode()
     assert '<option value="public-pool">' in html and '<option value="office-pool">' in html
 
@@ -126,14 +130,14 @@ def test_loadbalancer_of_another_kind_uses_spec_load_balancer_ip(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
     data = service_form("cloud-lb", type="LoadBalancer", lb_type="other", lb_address="203.0.113.9")
-    assert web.post(url(namespace, "create/"), data, **HTMX).status_code == 200
+    assert web.post(services_path(namespace, "create/"), data, **HTMX).status_code == 200
     service = read(admin_api, namespace, "cloud-lb")
     assert service.spec.load_balancer_ip == "203.0.113.9"
     assert not service.metadata.annotations
 
 
 def test_a_cluster_without_metallb_says_so(web: Client, namespace: str) -> None:
-    response = web.post(url(namespace, "create/refresh/"), service_form(type="LoadBalancer"), **HTMX)
+    response = web.post(services_path(namespace, "create/refresh/"), service_form(type="LoadBalancer"), **HTMX)
     assert "MetalLB is not installed on this cluster" in response.content.decode()
 
 
@@ -153,7 +157,7 @@ def test_type_switch_keeps_everything_typed(web: Client, namespace: str) -> None
         session_affinity=True,
         session_timeout=77,
     )
-    as_cluster_ip = web.post(url(namespace, "create/refresh/"), {**typed, "type": "ClusterIP"}, **HTMX)
+    as_cluster_ip = web.post(services_path(namespace, "create/refresh/"), {**typed, "type": "ClusterIP"}, **HTMX)
     html = as_cluster_ip.content.decode()
     assert as_cluster_ip.status_code == 200
     assert 'id="service-form"' in html and "<html" not in html  # the partial only
@@ -170,38 +174,30 @@ def test_type_switch_keeps_everything_typed(web: Client, namespace: str) -> None
     ):
         assert kept in html, kept  # ...but every value survives, hidden where its field is not shown
 
-    back = web.post(url(namespace, "create/refresh/"), {**typed, "type": "LoadBalancer"}, **HTMX).content.decode()
+    back = web.post(
+        services_path(namespace, "create/refresh/"), {**typed, "type": "LoadBalancer"}, **HTMX
+    ).content.decode()
     assert 'value="31234"' in back and 'value="198.51.100.4"' in back
     assert 'value="Local" checked' in back or 'value="Local"\n' in back or "checked" in back
 
 
 def test_rows_are_added_and_removed_without_losing_input(web: Client, namespace: str) -> None:
     typed = service_form("rows", ports=[{"name": "a", "port": 1}, {"name": "b", "port": 2}])
-    html = web.post(url(namespace, "create/rows/ports/add/"), typed, **HTMX).content.decode()
+    html = web.post(services_path(namespace, "create/rows/ports/add/"), typed, **HTMX).content.decode()
     assert 'name="ports-TOTAL_FORMS" value="3"' in html
-    removed = web.post(url(namespace, "create/rows/ports/remove/"), {**typed, "row": "0"}, **HTMX).content.decode()
+    removed = web.post(
+        services_path(namespace, "create/rows/ports/remove/"), {**typed, "row": "0"}, **HTMX
+    ).content.decode()
     assert 'name="ports-TOTAL_FORMS" value="1"' in removed
     assert 'value="b"' in removed and 'value="a"' not in removed
 
 
 def test_workload_labels_fill_the_selector(web: Client, admin_api: k8s.ApiClient, namespace: str) -> None:
-    k8s.AppsV1Api(admin_api).create_namespaced_deployment(
-        namespace,
-        {
-            "metadata": {"name": "shop"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "shop", "track": "stable"}},
-                "template": {
-                    "metadata": {"labels": {"app": "shop", "track": "stable"}},
-                    "spec": {"containers": [{"name": "shop", "image": "nginx"}]},
-                },
-            },
-        },
-    )
+    create_deployment(admin_api, namespace, "shop", {"app": "shop", "track": "stable"})
     typed = service_form("from-workload", selector={"old": "value"})
-    picker = web.post(url(namespace, "create/workloads/"), typed, **HTMX).content.decode()
+    picker = web.post(services_path(namespace, "create/workloads/"), typed, **HTMX).content.decode()
     assert "shop" in picker and "track=stable" in picker
-    used = web.post(url(namespace, "create/workloads/use/"), {**typed, "workload": "Deployment/shop"}, **HTMX)
+    used = web.post(services_path(namespace, "create/workloads/use/"), {**typed, "workload": "Deployment/shop"}, **HTMX)
     html = used.content.decode()
     assert 'value="track"' in html and 'value="stable"' in html and 'value="old"' not in html
     assert 'value="from-workload"' in html
@@ -221,7 +217,7 @@ def test_node_port_outside_the_clusters_range_is_shown_on_its_field(
             {"name": "b", "port": 81, "node_port": 8080},
         ],
     )
-    response = web.post(url(namespace, "create/"), data)
+    response = web.post(services_path(namespace, "create/"), data)
     assert response.status_code == 422
     bundle = response.context["bundle"]
     assert "8080 is outside the cluster's node port range 30000-32767." in bundle.ports.forms[1].errors["node_port"]
@@ -235,7 +231,7 @@ def test_node_port_used_by_another_service_is_shown_on_its_field(
 ) -> None:
     taken = hold_node_port(admin_api, namespace)
     response = web.post(
-        url(namespace, "create/"),
+        services_path(namespace, "create/"),
         service_form("second", type="NodePort", ports=[{"port": 80, "node_port": taken}]),
     )
     assert response.status_code == 422
@@ -249,7 +245,7 @@ def test_duplicate_ports_are_refused_before_the_api_server(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
     data = service_form("dupe", ports=[{"name": "a", "port": 80}, {"name": "a", "port": 80}])
-    response = web.post(url(namespace, "create/"), data)
+    response = web.post(services_path(namespace, "create/"), data)
     assert response.status_code == 422
     second = response.context["bundle"].ports.forms[1].errors
     assert "Port names must be unique." in str(second["name"])
@@ -268,7 +264,7 @@ def test_duplicate_ports_are_refused_before_the_api_server(
 def test_form_rules_give_clear_messages(
     web: Client, admin_api: k8s.ApiClient, namespace: str, field: str, value: str, message: str
 ) -> None:
-    response = web.post(url(namespace, "create/"), {**service_form(session_affinity=True), field: value})
+    response = web.post(services_path(namespace, "create/"), {**service_form(session_affinity=True), field: value})
     assert response.status_code == 422
     assert message in str(response.context["bundle"].errors[field])
     assert f'value="{value}"' in response.content.decode()
@@ -276,8 +272,8 @@ def test_form_rules_give_clear_messages(
 
 
 def test_an_existing_name_is_said_plainly(web: Client, namespace: str) -> None:
-    assert web.post(url(namespace, "create/"), service_form("twice"), **HTMX).status_code == 200
-    again = web.post(url(namespace, "create/"), service_form("twice"))
+    assert web.post(services_path(namespace, "create/"), service_form("twice"), **HTMX).status_code == 200
+    again = web.post(services_path(namespace, "create/"), service_form("twice"))
     assert again.status_code == 422
     assert "already exists" in str(again.context["bundle"].errors["name"])
 
@@ -304,7 +300,7 @@ def _existing(admin_api: k8s.ApiClient, namespace: str, **spec) -> k8s.V1Service
 
 def test_edit_changes_only_what_the_form_owns(web: Client, admin_api: k8s.ApiClient, namespace: str) -> None:
     before = _existing(admin_api, namespace)
-    page = web.get(url(namespace, "existing/edit/"))
+    page = web.get(services_path(namespace, "existing/edit/"))
     assert page.status_code == 200
     bundle = page.context["bundle"]
     assert bundle["resource_version"].value() == before.metadata.resource_version
@@ -316,7 +312,7 @@ def test_edit_changes_only_what_the_form_owns(web: Client, admin_api: k8s.ApiCli
         annotations={"example.com/shown": "changed"},
         resource_version=before.metadata.resource_version,
     )
-    response = web.post(url(namespace, "existing/edit/"), data, **HTMX)
+    response = web.post(services_path(namespace, "existing/edit/"), data, **HTMX)
     assert response.status_code == 200, response.content.decode()
     after = read(admin_api, namespace, "existing")
     assert after.spec.type == "ClusterIP"
@@ -341,13 +337,15 @@ def test_of_two_editors_the_second_gets_a_conflict_and_nothing_is_overwritten(
     first, second = Client(), Client()
     first.force_login(make_user("first", role=Role.NS_EDIT, cluster=cluster, namespace=namespace))
     second.force_login(make_user("second", role=Role.NS_EDIT, cluster=cluster, namespace=namespace))
-    version = first.get(url(namespace, "existing/edit/")).context["bundle"]["resource_version"].value()
-    assert second.get(url(namespace, "existing/edit/")).context["bundle"]["resource_version"].value() == version
+    version = first.get(services_path(namespace, "existing/edit/")).context["bundle"]["resource_version"].value()
+    assert (
+        second.get(services_path(namespace, "existing/edit/")).context["bundle"]["resource_version"].value() == version
+    )
 
     mine = service_form("existing", type="NodePort", ports=[{"name": "http", "port": 81}], resource_version=version)
-    assert first.post(url(namespace, "existing/edit/"), mine, **HTMX).status_code == 200
+    assert first.post(services_path(namespace, "existing/edit/"), mine, **HTMX).status_code == 200
     theirs = service_form("existing", type="NodePort", ports=[{"name": "http", "port": 82}], resource_version=version)
-    response = second.post(url(namespace, "existing/edit/"), theirs, **HTMX)
+    response = second.post(services_path(namespace, "existing/edit/"), theirs, **HTMX)
     assert response.status_code == 409
     html = response.content.decode()
     assert "Someone changed this Service after you opened it" in html
@@ -378,7 +376,7 @@ def test_of_two_editors_the_second_gets_a_conflict_and_nothing_is_overwritten(
 def test_yaml_that_is_not_one_service_here_is_refused(
     web: Client, admin_api: k8s.ApiClient, namespace: str, text: str, message: str
 ) -> None:
-    response = web.post(url(namespace, "create-yaml/"), {"yaml": text}, **HTMX)
+    response = web.post(services_path(namespace, "create-yaml/"), {"yaml": text}, **HTMX)
     assert response.status_code == 422
     assert message in response.content.decode()
     assert services_in(admin_api, namespace) == []
@@ -389,17 +387,21 @@ def test_yaml_create_fills_the_namespace_and_edit_may_not_rename(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
     text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: from-yaml\nspec:\n  ports:\n  - port: 80\n    targetPort: 8080\n"
-    assert web.post(url(namespace, "create-yaml/"), {"yaml": text}, **HTMX)["HX-Redirect"] == url(namespace)
+    assert web.post(services_path(namespace, "create-yaml/"), {"yaml": text}, **HTMX)["HX-Redirect"] == services_path(
+        namespace
+    )
     assert read(admin_api, namespace, "from-yaml").spec.ports[0].target_port == 8080
 
-    current = web.get(url(namespace, "from-yaml/edit-yaml/")).context["text"]
+    current = web.get(services_path(namespace, "from-yaml/edit-yaml/")).context["text"]
     assert "resourceVersion" in current and "managedFields" not in current
     renamed = web.post(
-        url(namespace, "from-yaml/edit-yaml/"), {"yaml": current.replace("name: from-yaml", "name: renamed")}, **HTMX
+        services_path(namespace, "from-yaml/edit-yaml/"),
+        {"yaml": current.replace("name: from-yaml", "name: renamed")},
+        **HTMX,
     )
     assert renamed.status_code == 422 and "cannot be renamed" in renamed.content.decode()
     changed = web.post(
-        url(namespace, "from-yaml/edit-yaml/"), {"yaml": current.replace("port: 80", "port: 8000")}, **HTMX
+        services_path(namespace, "from-yaml/edit-yaml/"), {"yaml": current.replace("port: 80", "port: 8000")}, **HTMX
     )
     assert changed.status_code == 200
     assert read(admin_api, namespace, "from-yaml").spec.ports[0].port == 8000
@@ -409,7 +411,7 @@ def test_yaml_refused_by_the_api_server_shows_its_reasons(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
     text = "apiVersion: v1\nkind: Service\nmetadata: {name: bad-yaml}\nspec: {type: NodePort, ports: [{port: 80, nodePort: 99999}]}\n"
-    response = web.post(url(namespace, "create-yaml/"), {"yaml": text}, **HTMX)
+    response = web.post(services_path(namespace, "create-yaml/"), {"yaml": text}, **HTMX)
     assert response.status_code == 422
     assert "spec.ports[0].nodePort" in response.content.decode()
     assert "nodePort: 99999" in response.content.decode()  # the text is kept
@@ -432,7 +434,7 @@ def test_list_shows_access_addresses_ports_and_selector(web: Client, admin_api: 
             "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80}]},
         },
     )
-    response = web.get(url(namespace))
+    response = web.get(services_path(namespace))
     html = response.content.decode()
     assert response.status_code == 200
     assert f"{created.spec.cluster_ip}:80" in html
@@ -448,15 +450,15 @@ def test_list_pages_with_continue_tokens_and_filters(web: Client, admin_api: k8s
         core.create_namespaced_service(
             namespace, {"metadata": {"name": f"svc-{index:02d}"}, "spec": {"type": kind, "ports": [{"port": 80}]}}
         )
-    first = web.get(url(namespace))
+    first = web.get(services_path(namespace))
     assert len(first.context["rows"]) == 20 and first.context["next_token"]
-    second = web.get(url(namespace), {"continue": first.context["next_token"]}, **HTMX)
+    second = web.get(services_path(namespace), {"continue": first.context["next_token"]}, **HTMX)
     page_two = second.content.decode()
     assert 'id="service-table"' in page_two and "<html" not in page_two
     assert all(f">svc-{i:02d}<" in page_two for i in range(20, 25))
     assert ">svc-19<" not in page_two
     assert "HX-Request" in second.headers["Vary"]
-    filtered = web.get(url(namespace), {"q": "svc-1", "type": "NodePort"})
+    filtered = web.get(services_path(namespace), {"q": "svc-1", "type": "NodePort"})
     assert [r["name"] for r in filtered.context["rows"]] == ["svc-10", "svc-15"]
 
 
@@ -482,7 +484,7 @@ def test_detail_shows_summary_pods_events_and_yaml(web: Client, admin_api: k8s.A
             "type": "Normal",
         },
     )
-    html = web.get(url(namespace, "detailed/")).content.decode()
+    html = web.get(services_path(namespace, "detailed/")).content.decode()
     assert "pod-a" in html and "Synced" in html and "all good" in html and "kind: Service" in html
 
 
@@ -490,11 +492,11 @@ def test_delete_removes_the_service(web: Client, admin_api: k8s.ApiClient, names
     created = k8s.CoreV1Api(admin_api).create_namespaced_service(
         namespace, {"metadata": {"name": "doomed"}, "spec": {"ports": [{"port": 80}]}}
     )
-    response = web.post(url(namespace, "doomed/delete/"), {"uid": created.metadata.uid}, **HTMX)
-    assert response["HX-Redirect"] == url(namespace)
+    response = web.post(services_path(namespace, "doomed/delete/"), {"uid": created.metadata.uid}, **HTMX)
+    assert response["HX-Redirect"] == services_path(namespace)
     assert services_in(admin_api, namespace) == []
     assert AuditEntry.objects.filter(action="delete", result="success", object_name="doomed").exists()
-    again = web.post(url(namespace, "doomed/delete/"), {"uid": created.metadata.uid}, follow=True)
+    again = web.post(services_path(namespace, "doomed/delete/"), {"uid": created.metadata.uid}, follow=True)
     assert "deleted" in again.content.decode()  # an already deleted Service counts as done
 
 
@@ -508,16 +510,16 @@ def test_the_list_has_one_delete_dialog_and_each_rows_link_works_without_scripts
         ).metadata.uid
         for name in ("first", "second")
     }
-    listing = web.get(url(namespace)).content.decode()
+    listing = web.get(services_path(namespace)).content.decode()
     assert listing.count("<dialog") == 1 and 'id="delete-dialog"' in listing
     for name, uid in uids.items():
-        assert f'href="{url(namespace, name + "/")}?delete"' in listing
-        assert f'data-delete-url="{url(namespace, name + "/delete/")}" data-uid="{uid}"' in listing
+        assert f'href="{services_path(namespace, name + "/")}?delete"' in listing
+        assert f'data-delete-url="{services_path(namespace, name + "/delete/")}" data-uid="{uid}"' in listing
     # The link's target without scripts: the Service's page with its confirmation open, for that uid.
-    page = web.get(url(namespace, "second/"), {"delete": ""}).content.decode()
+    page = web.get(services_path(namespace, "second/"), {"delete": ""}).content.decode()
     assert '<dialog id="delete-dialog" class="dialog" aria-labelledby="delete-title" open data-modal>' in page
     assert f'name="uid" value="{uids["second"]}"' in page
-    assert " open>" not in web.get(url(namespace, "second/")).content.decode().split("delete-dialog")[1][:80]
+    assert " open>" not in web.get(services_path(namespace, "second/")).content.decode().split("delete-dialog")[1][:80]
 
 
 def test_delete_does_not_remove_a_service_recreated_under_the_same_name(
@@ -527,7 +529,7 @@ def test_delete_does_not_remove_a_service_recreated_under_the_same_name(
     old = core.create_namespaced_service(namespace, {"metadata": {"name": "reborn"}, "spec": {"ports": [{"port": 80}]}})
     core.delete_namespaced_service("reborn", namespace)
     new = core.create_namespaced_service(namespace, {"metadata": {"name": "reborn"}, "spec": {"ports": [{"port": 80}]}})
-    response = web.post(url(namespace, "reborn/delete/"), {"uid": old.metadata.uid}, follow=True)
+    response = web.post(services_path(namespace, "reborn/delete/"), {"uid": old.metadata.uid}, follow=True)
     assert "nothing was deleted" in response.content.decode()
     assert read(admin_api, namespace, "reborn").metadata.uid == new.metadata.uid
 
@@ -544,22 +546,25 @@ def test_a_viewer_sees_no_write_buttons_and_every_write_is_refused(
     )
     viewer = make_user("viewer", role=Role.NS_VIEW, cluster=cluster, namespace=namespace)
     client.force_login(viewer)
-    listing = client.get(url(namespace)).content.decode()
+    listing = client.get(services_path(namespace)).content.decode()
     assert "watched" in listing
     for hidden in ("Create Service", "Create from YAML", "Edit YAML", "/delete/"):
         assert hidden not in listing
-    assert "Edit" not in client.get(url(namespace, "watched/")).content.decode().split("<main")[1].split("Summary")[0]
+    assert (
+        "Edit"
+        not in client.get(services_path(namespace, "watched/")).content.decode().split("<main")[1].split("Summary")[0]
+    )
 
     writes = {
-        url(namespace, "create/"): service_form("sneaky"),
-        url(namespace, "create-yaml/"): {
+        services_path(namespace, "create/"): service_form("sneaky"),
+        services_path(namespace, "create-yaml/"): {
             "yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: sneaky}\nspec: {ports: [{port: 80}]}\n"
         },
-        url(namespace, "watched/edit/"): service_form("watched", ports=[{"port": 99}]),
-        url(namespace, "watched/edit-yaml/"): {
+        services_path(namespace, "watched/edit/"): service_form("watched", ports=[{"port": 99}]),
+        services_path(namespace, "watched/edit-yaml/"): {
             "yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: watched}\nspec: {ports: [{port: 99}]}\n"
         },
-        url(namespace, "watched/delete/"): {"uid": created.metadata.uid},
+        services_path(namespace, "watched/delete/"): {"uid": created.metadata.uid},
     }
     for target, data in writes.items():
         assert client.post(target, data, **HTMX).status_code == 403, target
@@ -579,7 +584,7 @@ def test_the_list_pages_database_queries_do_not_grow_with_the_services(
 
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
-            assert web.get(url(namespace)).status_code == 200
+            assert web.get(services_path(namespace)).status_code == 200
         return len(captured)
 
     core.create_namespaced_service(namespace, {"metadata": {"name": "only-one"}, "spec": {"ports": [{"port": 80}]}})
@@ -628,14 +633,14 @@ def test_the_namespace_picker_goes_through_the_role_check(
 
     Grant.objects.create(user=user, cluster=cluster, role=Role.NS_VIEW, namespace=other)
     client.force_login(user)
-    html = client.get(url(namespace)).content.decode()
+    html = client.get(services_path(namespace)).content.decode()
     assert '<form id="namespace-form" method="get" action="/clusters/local/services/"></form>' in html
     assert f"<option selected>{namespace}</option><option>{other}</option>" in html
     picked = client.get("/clusters/local/services/", {"namespace": other})
-    assert picked.status_code == 302 and picked["Location"] == url(other)
+    assert picked.status_code == 302 and picked["Location"] == services_path(other)
     # A namespace without a grant is not reachable through the picker either: the first visible one instead.
     refused = client.get("/clusters/local/services/", {"namespace": "kube-system"})
-    assert refused["Location"] == url(namespace)
+    assert refused["Location"] == services_path(namespace)
 
 
 def test_the_detail_page_shows_what_it_could_read_when_one_related_read_is_refused(

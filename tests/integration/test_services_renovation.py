@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import yaml
 from django.test import Client
@@ -13,19 +11,9 @@ from clusters.models import Cluster
 from kube.informer import informers
 from services import api
 from services.forms import MAX_ROWS
-from tests.helpers import HTMX, eventually, free_node_port, hold_node_port, service_form, services_in
+from tests.helpers import HTMX, eventually, free_node_port, hold_node_port, service_form, services_in, services_path
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
-
-
-@pytest.fixture
-def web(client: Client, people: SimpleNamespace) -> Client:
-    client.force_login(people.editor)
-    return client
-
-
-def url(namespace: str, suffix: str = "") -> str:
-    return f"/clusters/local/namespaces/{namespace}/services/{suffix}"
 
 
 # --- 1. any input gets a clear answer, never a 500 ----------------------------------------------------------------
@@ -40,11 +28,11 @@ def test_a_port_field_with_unicode_digits_or_endless_digits_gets_a_message_not_a
     web: Client, admin_api: k8s.ApiClient, namespace: str, field: str, value: str
 ) -> None:
     data = service_form("odd-digits", type="NodePort", ports=[{"name": "a", "port": 80, field: value}])
-    saved = web.post(url(namespace, "create/"), data)
+    saved = web.post(services_path(namespace, "create/"), data)
     assert saved.status_code == 422
     assert saved.context["bundle"].ports.forms[0].errors[field]
     assert value[:100] in saved.content.decode()  # the input is kept
-    validated = web.post(url(namespace, "create/validate/"), data, **HTMX)
+    validated = web.post(services_path(namespace, "create/validate/"), data, **HTMX)
     assert validated.status_code == 200
     assert services_in(admin_api, namespace) == []
 
@@ -53,7 +41,7 @@ def test_a_port_field_with_unicode_digits_or_endless_digits_gets_a_message_not_a
 @pytest.mark.parametrize("interaction", ["rows/ports/remove/", "free-node-port/"])
 def test_a_row_index_that_is_not_a_row_changes_nothing(web: Client, namespace: str, interaction: str, row: str) -> None:
     data = service_form("rows", type="NodePort", ports=[{"name": "a", "port": 80}, {"name": "b", "port": 81}])
-    response = web.post(url(namespace, f"create/{interaction}"), {**data, "row": row}, **HTMX)
+    response = web.post(services_path(namespace, f"create/{interaction}"), {**data, "row": row}, **HTMX)
     html = response.content.decode()
     assert response.status_code == 200
     assert 'name="ports-TOTAL_FORMS" value="2"' in html
@@ -62,7 +50,7 @@ def test_a_row_index_that_is_not_a_row_changes_nothing(web: Client, namespace: s
 
 @pytest.mark.parametrize("page", [UNICODE_DIGIT, ENDLESS, "-3", "0", "x"])
 def test_an_odd_page_number_shows_the_first_page(web: Client, namespace: str, page: str) -> None:
-    response = web.get(url(namespace), {"page": page})
+    response = web.get(services_path(namespace), {"page": page})
     assert response.status_code == 200 and response.context["page"] == 1
 
 
@@ -84,7 +72,7 @@ def test_a_taken_node_port_in_a_namespace_the_user_cannot_see_is_not_named(
         },
     )
     data = service_form("wants-port", type="NodePort", ports=[{"port": 80, "node_port": taken}])
-    html = web.post(url(namespace, "create/validate/"), data, **HTMX).content.decode()
+    html = web.post(services_path(namespace, "create/validate/"), data, **HTMX).content.decode()
     assert f"{taken} is already used by another Service." in html
     assert "secret-holder" not in html and hidden not in html
 
@@ -96,7 +84,7 @@ def test_a_taken_node_port_in_a_namespace_the_user_cannot_see_is_not_named(
             "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": taken}]},
         }
     )
-    checked = web.post(url(namespace, "create-yaml/"), {"yaml": yaml_text, "_action": "validate"}, **HTMX)
+    checked = web.post(services_path(namespace, "create-yaml/"), {"yaml": yaml_text, "_action": "validate"}, **HTMX)
     assert checked.status_code == 422 and str(taken) in checked.content.decode()
     assert "secret-holder" not in checked.content.decode() and hidden not in checked.content.decode()
 
@@ -106,7 +94,7 @@ def test_a_taken_node_port_in_a_namespace_the_user_can_see_is_named(
 ) -> None:
     taken = hold_node_port(admin_api, namespace)
     data = service_form("wants-port", type="NodePort", ports=[{"port": 80, "node_port": taken}])
-    html = web.post(url(namespace, "create/validate/"), data, **HTMX).content.decode()
+    html = web.post(services_path(namespace, "create/validate/"), data, **HTMX).content.decode()
     assert f"{taken} is used by {namespace}/holder." in html
 
 
@@ -123,11 +111,11 @@ def test_live_validation_reads_node_ports_from_an_informer_not_a_list_per_keystr
 
     monkeypatch.setattr(api, "_call", spy)
     data = service_form("typing", type="NodePort", ports=[{"port": 80, "node_port": free_node_port(admin_api)}])
-    web.post(url(namespace, "create/validate/"), data, **HTMX)  # starts the informer
+    web.post(services_path(namespace, "create/validate/"), data, **HTMX)  # starts the informer
     eventually(lambda: informers.get(cluster, api.ALL_SERVICES).synced)
     lists.clear()
     for _keystroke in range(5):
-        assert web.post(url(namespace, "create/validate/"), data, **HTMX).status_code == 200
+        assert web.post(services_path(namespace, "create/validate/"), data, **HTMX).status_code == 200
     assert "list_service_for_all_namespaces" not in lists
     assert informers.get(cluster, api.ALL_SERVICES).lists == 1
 
@@ -140,7 +128,8 @@ def test_live_validation_reads_node_ports_from_an_informer_not_a_list_per_keystr
     wanted = service_form("typing", type="NodePort", ports=[{"port": 80, "node_port": taken}])
     eventually(
         lambda: (
-            f"{namespace}/late-holder" in web.post(url(namespace, "create/validate/"), wanted, **HTMX).content.decode()
+            f"{namespace}/late-holder"
+            in web.post(services_path(namespace, "create/validate/"), wanted, **HTMX).content.decode()
         )
     )
     assert "list_service_for_all_namespaces" not in lists
@@ -156,7 +145,7 @@ def test_a_form_edit_without_its_resource_version_is_refused_and_the_input_kept(
         namespace, {"metadata": {"name": "locked"}, "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}
     )
     data = service_form("locked", selector={"app": "a"}, ports=[{"port": 8123}], resource_version="")
-    response = web.post(url(namespace, "locked/edit/"), data)
+    response = web.post(services_path(namespace, "locked/edit/"), data)
     html = response.content.decode()
     assert response.status_code == 422
     assert "does not say which version of the Service it edits" in html
@@ -172,7 +161,7 @@ def test_a_yaml_edit_without_its_resource_version_is_refused_and_the_text_kept(
         namespace, {"metadata": {"name": "locked"}, "spec": {"ports": [{"port": 80}]}}
     )
     text = "apiVersion: v1\nkind: Service\nmetadata: {name: locked}\nspec: {ports: [{port: 8124}]}\n"
-    response = web.post(url(namespace, "locked/edit-yaml/"), {"yaml": text})
+    response = web.post(services_path(namespace, "locked/edit-yaml/"), {"yaml": text})
     html = response.content.decode()
     assert response.status_code == 422
     assert "Keep metadata.resourceVersion" in html and "8124" in html
@@ -188,7 +177,7 @@ def test_a_yaml_edit_with_a_resource_version_that_is_no_version_is_refused(
     )
     text = f"apiVersion: v1\nkind: Service\nmetadata: {{name: locked, resourceVersion: '{version}'}}\nspec: {{ports: [{{port: 81}}]}}\n"
     for action in ("validate", "save"):
-        response = web.post(url(namespace, "locked/edit-yaml/"), {"yaml": text, "_action": action})
+        response = web.post(services_path(namespace, "locked/edit-yaml/"), {"yaml": text, "_action": action})
         assert response.status_code == 422, action  # the API server would fail on it (HTTP 500)
         assert "must be the number the Service had when you opened it" in response.content.decode()
     assert k8s.CoreV1Api(admin_api).read_namespaced_service("locked", namespace).spec.ports[0].port == 80
@@ -219,7 +208,7 @@ def test_a_yaml_create_copied_from_another_service_leaves_out_the_server_set_fie
         "spec": {"ports": [{"port": 80}]},
         "status": {"loadBalancer": {}},
     }
-    response = web.post(url(namespace, "create-yaml/"), {"yaml": yaml.safe_dump(copied)})
+    response = web.post(services_path(namespace, "create-yaml/"), {"yaml": yaml.safe_dump(copied)})
     assert response.status_code == 302
     made = k8s.CoreV1Api(admin_api).read_namespaced_service("copy-of-original", namespace)
     assert made.metadata.uid != original.metadata.uid and made.metadata.labels == {"copied": "yes"}
@@ -232,7 +221,7 @@ def test_more_rows_than_the_cap_are_refused_with_a_message_and_the_rows_kept(
     web: Client, admin_api: k8s.ApiClient, namespace: str
 ) -> None:
     ports = [{"name": f"p{i}", "port": 1000 + i} for i in range(MAX_ROWS + 1)]
-    response = web.post(url(namespace, "create/"), service_form("many-ports", ports=ports))
+    response = web.post(services_path(namespace, "create/"), service_form("many-ports", ports=ports))
     html = response.content.decode()
     assert response.status_code == 422
     assert f"A list holds at most {MAX_ROWS} rows" in html
@@ -243,7 +232,7 @@ def test_more_rows_than_the_cap_are_refused_with_a_message_and_the_rows_kept(
 def test_a_type_switch_with_more_rows_than_the_cap_says_what_it_dropped(web: Client, namespace: str) -> None:
     selector = {f"k{i}": "v" for i in range(MAX_ROWS + 20)}
     response = web.post(
-        url(namespace, "create/refresh/"), service_form("many", type="NodePort", selector=selector), **HTMX
+        services_path(namespace, "create/refresh/"), service_form("many", type="NodePort", selector=selector), **HTMX
     )
     html = response.content.decode()
     assert response.status_code == 200
@@ -254,7 +243,9 @@ def test_a_type_switch_with_more_rows_than_the_cap_says_what_it_dropped(web: Cli
 
 def test_a_row_added_past_the_cap_is_not_added_and_the_form_says_why(web: Client, namespace: str) -> None:
     annotations = {f"example.com/a{i}": "v" for i in range(MAX_ROWS)}
-    response = web.post(url(namespace, "create/rows/annotations/add/"), service_form("many", annotations=annotations))
+    response = web.post(
+        services_path(namespace, "create/rows/annotations/add/"), service_form("many", annotations=annotations)
+    )
     html = response.content.decode()
     assert f'name="annotations-TOTAL_FORMS" value="{MAX_ROWS}"' in html
     assert f"A list holds at most {MAX_ROWS} rows" in html
@@ -265,18 +256,20 @@ def test_a_row_added_past_the_cap_is_not_added_and_the_form_says_why(web: Client
 
 @pytest.mark.parametrize("interaction", ["refresh/", "rows/selector/add/", "workloads/", "free-node-port/"])
 def test_each_form_button_works_without_javascript(web: Client, namespace: str, interaction: str) -> None:
-    response = web.post(url(namespace, f"create/{interaction}"), {**service_form("no-js", type="NodePort"), "row": "0"})
+    response = web.post(
+        services_path(namespace, f"create/{interaction}"), {**service_form("no-js", type="NodePort"), "row": "0"}
+    )
     html = response.content.decode()
     assert response.status_code == 200
     assert "<html" in html  # a whole page, since the browser navigated to the interaction's URL
-    assert f'action="{url(namespace, "create/")}"' in html  # and saving still goes to the form's own URL
+    assert f'action="{services_path(namespace, "create/")}"' in html  # and saving still goes to the form's own URL
     assert 'value="no-js"' in html
 
 
 @pytest.mark.parametrize("workload", ["", "Deployment/", "Pod/web", "/web", "Deployment/no-such", UNICODE_DIGIT])
 def test_a_workload_not_on_the_list_gets_a_message(web: Client, namespace: str, workload: str) -> None:
     data = {**service_form("picks", selector={"old": "value"}), "workload": workload}
-    response = web.post(url(namespace, "create/workloads/use/"), data, **HTMX)
+    response = web.post(services_path(namespace, "create/workloads/use/"), data, **HTMX)
     html = response.content.decode()
     assert response.status_code == 200
     assert 'role="alert"' in html and 'value="old"' in html
@@ -298,7 +291,7 @@ def test_yaml_with_a_value_of_the_wrong_kind_gets_the_fields_path_not_a_500(
 ) -> None:
     text = f"apiVersion: v1\nkind: Service\nmetadata: {{name: odd}}\nspec:\n  ports: [{{port: 80, nodePort: {port}}}]\n"
     data = {"yaml": text, "_action": "validate" if validate else "save"}
-    response = web.post(url(namespace, "create-yaml/"), data)
+    response = web.post(services_path(namespace, "create-yaml/"), data)
     assert response.status_code == 422
     assert "spec.ports[0].nodePort" in response.content.decode()
     assert services_in(admin_api, namespace) == []
@@ -310,13 +303,13 @@ def test_an_edit_refreshed_without_javascript_keeps_its_resource_version_and_sav
     k8s.CoreV1Api(admin_api).create_namespaced_service(
         namespace, {"metadata": {"name": "no-js"}, "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}
     )
-    version = web.get(url(namespace, "no-js/edit/")).context["bundle"]["resource_version"].value()
+    version = web.get(services_path(namespace, "no-js/edit/")).context["bundle"]["resource_version"].value()
     typed = service_form("no-js", selector={"app": "a"}, ports=[{"port": 80}], resource_version=version)
-    page = web.post(url(namespace, "no-js/edit/rows/ports/add/"), typed)
+    page = web.post(services_path(namespace, "no-js/edit/rows/ports/add/"), typed)
     assert f'name="resource_version" value="{version}"' in page.content.decode()
     assert page.context["bundle"]["resource_version"].value() == version
     data = {**typed, "ports-TOTAL_FORMS": "2", "ports-1-protocol": "TCP", "ports-1-name": "b", "ports-1-port": "81"}
     data["ports-0-name"] = "a"
-    assert web.post(url(namespace, "no-js/edit/"), data).status_code == 302
+    assert web.post(services_path(namespace, "no-js/edit/"), data).status_code == 302
     ports = k8s.CoreV1Api(admin_api).read_namespaced_service("no-js", namespace).spec.ports
     assert [(p.name, p.port) for p in ports] == [("a", 80), ("b", 81)]
