@@ -33,10 +33,10 @@ test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Unit and integration tests without the browser, load and fuzz tests: the loop to run while working (under a
-# minute). Two pytest workers, each with its own control plane: the tests mostly wait on the API server, so two
-# run in little more than the time of one. `make test` runs them all, one at a time.
+# minute). Three pytest workers, each with its own control plane: the tests mostly wait on the API server, so
+# three share the two cores well. `make test` runs them all, one at a time.
 test-fast: setup lint
-	$(BIN)/python -m pytest -n 2 -m "not browser and not load and not fuzz" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 -m "not browser and not load and not fuzz" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
