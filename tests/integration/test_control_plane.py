@@ -91,7 +91,9 @@ def test_localcluster_command_starts_serves_and_stops_without_leftovers(
     state = localcluster.ClusterState.load(tmp_path / "localcluster.json")
     assert state is not None and localcluster.state_running(state)
     try:
-        assert "running at https://127.0.0.1:" in localcluster_cli("status").stdout
+        status = localcluster_cli("status").stdout
+        assert "running at https://127.0.0.1:" in status
+        assert f"audit log {state.data_dir}/audit.log" in status and Path(state.audit_log).exists()
         credentials = kube.parse_kubeconfig(kubeconfig.read_text(), max_bytes=1 << 20)
         version = client.VersionApi(kube.build_api_client(credentials)).get_code()
         assert version.git_version == localcluster.KUBERNETES_VERSION
@@ -101,3 +103,22 @@ def test_localcluster_command_starts_serves_and_stops_without_leftovers(
     assert not localcluster.state_running(state)
     assert not Path(state.data_dir).exists()
     assert localcluster_cli("status").returncode == 3
+
+
+def test_the_api_server_keeps_an_audit_log_of_who_did_what(
+    control_plane: localcluster.ControlPlane, admin_api: client.ApiClient, namespace: str
+) -> None:
+    client.CoreV1Api(admin_api).create_namespaced_service(
+        namespace, {"metadata": {"name": "audited"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    created = [
+        event
+        for event in control_plane.audit_events()
+        if event["verb"] == "create"
+        and event.get("objectRef", {}).get("resource") == "services"
+        and event["objectRef"].get("namespace") == namespace
+    ]
+    assert len(created) == 1
+    assert created[0]["objectRef"]["name"] == "audited" and created[0]["responseStatus"]["code"] == 201
+    assert created[0]["user"]["username"] == "console-admin" and created[0]["level"] == "Metadata"
+    assert not [event for event in control_plane.audit_events() if event["verb"] == "watch"]

@@ -272,6 +272,7 @@ class ClusterState:
     etcd_pid: int
     apiserver_pid: int
     binaries: str
+    audit_log: str = ""  # the API server's audit log (JSON lines); empty in states written before it existed
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -358,6 +359,20 @@ def kubeconfig_document(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: by
     }
 
 
+# Every request at the Metadata level (who, as whom, which verb on which object, the answer's code), once, when the
+# answer is complete; watches and health probes are left out, as they would drown the rest.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [
+        {"level": "None", "verbs": ["watch"]},
+        {"level": "None", "nonResourceURLs": ["/healthz*", "/livez*", "/readyz*", "/version"]},
+        {"level": "Metadata"},
+    ],
+}
+
+
 class ControlPlane:
     """etcd + kube-apiserver in a private temporary folder, on free loopback ports."""
 
@@ -369,6 +384,7 @@ class ControlPlane:
         self.ca = CertificateAuthority.create()
         self.ca_pem = _pem_cert(self.ca.cert)
         self.server = ""
+        self.audit_log = self.data_dir / "audit.log"
         self._processes: list[subprocess.Popen] = []
 
     # The paths below live in the private data folder (mode 0700): they are the control plane's own files.
@@ -408,6 +424,7 @@ class ControlPlane:
             ),
         }
         paths = {name: self._write(name, data) for name, data in files.items()}
+        paths["audit-policy.yaml"] = self._write("audit-policy.yaml", yaml.safe_dump(AUDIT_POLICY).encode())
         admin_cert, admin_key = self.client_credentials("console-admin", ("system:masters",))
         admin_cert_file, admin_key_file = (
             self._write("admin.crt", admin_cert),
@@ -453,6 +470,13 @@ class ControlPlane:
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
             "--profiling=false",
+            # The cluster's own record of who did what (the user, and whom they impersonated), as a real cluster
+            # keeps one; removed with the data folder.
+            f"--audit-policy-file={paths['audit-policy.yaml']}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=200",
+            "--audit-log-maxbackup=1",
             *self.apiserver_args,
         ]
         kwargs: dict = {"stdin": subprocess.DEVNULL, "close_fds": True}
@@ -477,7 +501,16 @@ class ControlPlane:
             etcd_pid=self._processes[0].pid,
             apiserver_pid=self._processes[1].pid,
             binaries=str(self.binaries),
+            audit_log=str(self.audit_log),
         )
+
+    def audit_events(self) -> list[dict]:
+        """The audit log's events so far, oldest first."""
+        try:
+            lines = self.audit_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
 
     def _wait_ready(self, cert: Path, key: Path, ca: Path, timeout: float) -> None:
         context = ssl.create_default_context(cafile=str(ca))

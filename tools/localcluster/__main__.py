@@ -64,6 +64,7 @@ def status() -> int:
         print("stopped")
         return 3
     print(f"running at {state.server} (data {state.data_dir}, kubeconfig {state.kubeconfig})")
+    print(f"audit log {state.audit_log}")
     return 0
 
 
