@@ -19,6 +19,7 @@ from kube.client import (
     clients,
     cluster_scoped,
     list_namespaces,
+    refusal_message,
     server_version,
     unavailable_message,
     watch_client_for,
@@ -32,8 +33,27 @@ from kube.config import (
     parse_kubeconfig,
     validate_server_url,
 )
+from kube.identity import (
+    REQUEST_ID_EXTRA,
+    Actor,
+    Identity,
+    allowed,
+    cache_identity,
+    prefix,
+    rbac_identity,
+    system_user,
+)
 
 __all__ = [
+    "REQUEST_ID_EXTRA",
+    "Actor",
+    "Identity",
+    "allowed",
+    "cache_identity",
+    "prefix",
+    "rbac_identity",
+    "system_user",
+    "refusal_message",
     "MAX_READ_RETRIES",
     "NAMESPACES",
     "TRANSPORT_ERRORS",

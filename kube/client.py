@@ -9,8 +9,10 @@ in the console); this package imports nothing of the project.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import ssl
 import tempfile
 import threading
@@ -26,6 +28,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kube.config import Credentials, CredentialsUnreadable, KubeconfigError
+from kube.identity import MULTIPLE, Actor, Identity, allowed, prefix
 
 
 class ClusterRef(Protocol):
@@ -33,6 +36,9 @@ class ClusterRef(Protocol):
 
     pk: Any
     credentials_version: int
+    # Whether calls impersonate the signed-in user (the cluster was set up for it); else the stored credential
+    # acts for everyone (the shared-credential mode).
+    impersonates: bool
 
     def credentials(self) -> Credentials: ...
 
@@ -55,6 +61,14 @@ class _ConsolePoolManager(urllib3.PoolManager):
         if kw.get("timeout") is None:
             kw["timeout"] = self._default_timeout
         kw["retries"] = False  # retrying is decided by ``call``, per verb
+        headers = kw.get("headers")
+        if headers and any(MULTIPLE in str(value) for value in headers.values()):
+            # Several impersonated groups: one header line each (``kube.identity.Identity.headers``).
+            repeated = urllib3.HTTPHeaderDict()
+            for name, value in headers.items():
+                for part in str(value).split(MULTIPLE):
+                    repeated.add(name, part)
+            kw["headers"] = repeated
         return super().urlopen(method, url, redirect=False, **kw)
 
 
@@ -162,8 +176,19 @@ def _credentials_of(cluster: ClusterRef) -> Credentials:
         ) from None
 
 
-def api_client_for(cluster: ClusterRef) -> client.ApiClient:
-    """The pooled client of a registered cluster (``ClusterRef``)."""
+def _acting_as(api_client: client.ApiClient, cluster: ClusterRef, identity: Identity | None) -> client.ApiClient:
+    """``api_client`` sending ``identity``'s impersonation headers on every call, when the cluster impersonates.
+    A shallow copy: it shares the connection pool and configuration, and has headers of its own."""
+    if identity is None or not cluster.impersonates:
+        return api_client
+    acting = copy.copy(api_client)
+    acting.default_headers = {**api_client.default_headers, **identity.headers()}
+    return acting
+
+
+def api_client_for(cluster: ClusterRef, identity: Identity | None = None) -> client.ApiClient:
+    """The pooled client of a registered cluster (``ClusterRef``), acting as ``identity`` when the cluster
+    impersonates (``None``: the console's own credential, for the version and set-up calls only)."""
 
     def build() -> client.ApiClient:
         return build_api_client(
@@ -172,18 +197,19 @@ def api_client_for(cluster: ClusterRef) -> client.ApiClient:
             read_timeout=settings.KUBE_READ_TIMEOUT,
         )
 
-    return clients.get(cluster.pk, cluster.credentials_version, build)
+    return _acting_as(clients.get(cluster.pk, cluster.credentials_version, build), cluster, identity)
 
 
-def watch_client_for(cluster: ClusterRef) -> client.ApiClient:
+def watch_client_for(cluster: ClusterRef, identity: Identity | None = None) -> client.ApiClient:
     """A client of its own for one long-lived watch (``kube.informer``), so watches never hold the pooled
-    client's connections."""
-    return build_api_client(
+    client's connections; acting as ``identity`` (the read-only cache identity) when the cluster impersonates."""
+    api_client = build_api_client(
         _credentials_of(cluster),
         connect_timeout=settings.KUBE_CONNECT_TIMEOUT,
         read_timeout=settings.KUBE_READ_TIMEOUT,
         pool_size=1,
     )
+    return _acting_as(api_client, cluster, identity)
 
 
 # --- errors ---------------------------------------------------------------------------------------------------
@@ -236,6 +262,9 @@ def unavailable_message(error: BaseException) -> str:
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
+_FORBIDDEN = re.compile(r' is forbidden: User "(?P<user>[^"]*)" cannot ')
+
+
 @dataclass
 class ApiError(Exception):
     """The API server refused a request (4xx); ``causes`` are its field-level reasons (422)."""
@@ -254,9 +283,14 @@ class ApiError(Exception):
             body = json.loads(error.body or "{}")
         except ValueError:
             body = {}
+        message = body.get("message") or error.reason or ""
+        refused = _FORBIDDEN.search(message) if error.status == 403 else None
+        if refused and refused["user"].startswith(f"{prefix()}:"):
+            # The cluster's RBAC refused a call made as a console user: say so in the user's language.
+            message = refusal_message()
         return cls(
             status=error.status,
-            message=body.get("message") or error.reason or "",
+            message=message,
             reason=body.get("reason", ""),
             causes=(body.get("details") or {}).get("causes") or [],
         )
@@ -370,16 +404,31 @@ def _name_only(item: dict) -> dict:
 NAMESPACES = Kind("namespaces", cluster_scoped(lambda core: core.list_namespace), _name_only)
 
 
-def list_namespaces(cluster: ClusterRef) -> list[str]:
-    """The cluster's namespace names, sorted: from the cluster's namespace informer once it has listed them (the
-    namespace picker is on every list page a cluster-wide user opens), else asked live."""
+def refusal_message() -> str:
+    """What a user is told when the cluster's RBAC refuses a call made as them that the console's roles allowed."""
+    return str(
+        _(
+            "The cluster refused this for your user: its access rules do not match your roles in the console. "
+            "Ask an administrator to synchronise them (manage.py sync_rbac)."
+        )
+    )
+
+
+def list_namespaces(actor: Actor) -> list[str]:
+    """The cluster's namespace names, sorted: from the cluster's namespace informer once it has listed them and the
+    cluster lets the actor list namespaces (the namespace picker is on every list page a cluster-wide user opens),
+    else asked live as the actor."""
     from kube.informer import informers  # the informer module builds on this one
 
-    snapshot = informers.snapshot(cluster, NAMESPACES)
-    if snapshot is not None:
-        return [item["metadata"]["name"] for item in snapshot]
+    cluster = actor.cluster
+    if allowed(actor, "list", "namespaces"):
+        snapshot = informers.snapshot(cluster, NAMESPACES)
+        if snapshot is not None:
+            return [item["metadata"]["name"] for item in snapshot]
     try:
-        result = call(client.CoreV1Api(api_client_for(cluster)).list_namespace)
+        result = call(client.CoreV1Api(api_client_for(cluster, actor.identity)).list_namespace)
     except ApiError as error:
+        if error.status == 403 and cluster.impersonates:
+            raise ClusterUnavailable(refusal_message()) from None
         raise ClusterUnavailable(unavailable_message(ApiException(status=error.status))) from None
     return sorted(item["metadata"]["name"] for item in result["items"])

@@ -33,6 +33,7 @@ from kubernetes import client
 
 from kube.client import ClusterRef, ClusterUnavailable, Kind, Lister, Slim, unavailable_message, watch_client_for
 from kube.config import KubeconfigError
+from kube.identity import cache_identity
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,9 @@ class Informers:
         for old in stopping:
             old.stop()
         try:
-            api_client = watch_client_for(cluster)
+            # One copy for every reader, so the watch runs as the console's read-only identity; each reader's
+            # right to see it is asked of the cluster (``kube.identity.allowed``) by the caller.
+            api_client = watch_client_for(cluster, cache_identity())
         except (ClusterUnavailable, KubeconfigError):
             return None
         informer = Informer(api_client, namespace, kind.lister, kind.slim)
