@@ -8,14 +8,15 @@ denied request never reaches the API server.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
 
-from clusters import audit
+import kube
+from clusters import audit, rbac
 from clusters.models import Cluster, Grant, Role
 
 
@@ -27,6 +28,13 @@ class Access:
     superuser: bool = False
     cluster_roles: frozenset[Role] = frozenset()
     namespace_roles: dict[str, frozenset[Role]] = field(default_factory=dict)
+    # Who the cluster sees: the signed-in user with this request's id (``clusters.rbac.identity_for``).
+    identity: kube.Identity | None = None
+
+    @property
+    def actor(self) -> kube.Actor:
+        """The cluster and the user acting on it: what every call of ``services.api`` takes."""
+        return kube.Actor(self.cluster, self.identity)
 
     @property
     def any(self) -> bool:
@@ -104,11 +112,13 @@ def cluster_for_user(request: HttpRequest, cluster_name: str) -> Access:
         cluster = Cluster.objects.filter(name=cluster_name).first()
         if cluster is None:
             raise Http404
-        return Access(cluster, superuser=True)
-    grants = list(_grants(user).filter(cluster__name=cluster_name).select_related("cluster"))
-    if not grants:
-        raise Http404
-    return _access_from(grants[0].cluster, ((grant.namespace, grant.role) for grant in grants))
+        access = Access(cluster, superuser=True)
+    else:
+        grants = list(_grants(user).filter(cluster__name=cluster_name).select_related("cluster"))
+        if not grants:
+            raise Http404
+        access = _access_from(grants[0].cluster, ((grant.namespace, grant.role) for grant in grants))
+    return replace(access, identity=rbac.identity_for(user, audit.request_id(request)))
 
 
 def namespace_access(request: HttpRequest, cluster_name: str, namespace: str, *, write: bool = False) -> Access:

@@ -16,9 +16,26 @@ from clusters.models import AuditEntry, Cluster, Grant
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
     form = ClusterForm
-    list_display = ["name", "display_name", "server", "auth_method", "reachable", "kubernetes_version", "last_checked"]
+    list_display = [
+        "name",
+        "display_name",
+        "server",
+        "auth_method",
+        "identity_mode",
+        "reachable",
+        "kubernetes_version",
+        "last_checked",
+    ]
     search_fields = ["name", "display_name", "description"]
-    readonly_fields = ["server", "auth_method", "reachable", "kubernetes_version", "last_checked"]
+    readonly_fields = [
+        "server",
+        "auth_method",
+        "identity_mode",
+        "identity_reason",
+        "reachable",
+        "kubernetes_version",
+        "last_checked",
+    ]
     actions = ["test_connection"]
     fieldsets = [
         (None, {"fields": ["name", "display_name", "description"]}),
@@ -79,12 +96,31 @@ class GrantAdmin(admin.ModelAdmin):
     search_fields = ["namespace", "user__username", "group__name"]
     autocomplete_fields = ["user", "group"]
 
+    # Saving or deleting a grant changes the cluster's RBAC at once (``clusters.rbac``, by signal); what the
+    # cluster refused, or a cluster that could not be reached, is said here.
+    def _say_problems(self, request: HttpRequest, grant: Grant) -> None:
+        for problem in getattr(grant, "rbac_problems", []):
+            self.message_user(
+                request,
+                _("The cluster's RBAC could not be updated (%(problem)s); run “manage.py sync_rbac” once it can be.")
+                % {"problem": problem},
+                messages.WARNING,
+            )
+
+    def save_model(self, request: HttpRequest, obj: Grant, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        self._say_problems(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Grant) -> None:
+        super().delete_model(request, obj)
+        self._say_problems(request, obj)
+
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ["when", "username", "cluster", "namespace", "kind", "object_name", "action", "result"]
+    list_display = ["when", "username", "cluster", "namespace", "kind", "object_name", "action", "result", "request_id"]
     list_filter = ["result", "action", "cluster", "namespace", "username"]
-    search_fields = ["username", "object_name", "namespace", "detail"]
+    search_fields = ["username", "object_name", "namespace", "detail", "request_id"]
     date_hierarchy = "when"
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -4,6 +4,7 @@ fields only, and pass through ``redact`` in case an API server echoes something 
 from __future__ import annotations
 
 import re
+import uuid
 
 from django.http import HttpRequest
 
@@ -20,6 +21,14 @@ def redact(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
     return text[:4000]
+
+
+def request_id(request: HttpRequest) -> str:
+    """This request's id, made on first use: it goes to the cluster with every call made for the request and onto
+    its audit entry. Never taken from the browser."""
+    if not getattr(request, "console_request_id", ""):
+        request.console_request_id = uuid.uuid4().hex
+    return request.console_request_id
 
 
 def record(
@@ -45,4 +54,5 @@ def record(
         action=action,
         result=result,
         detail=redact(detail),
+        request_id=request_id(request),
     )

@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 import kube
-from clusters import audit
+from clusters import audit, rbac
 from clusters.models import Cluster
 
 
@@ -150,6 +150,11 @@ class ClusterForm(forms.ModelForm):
             cluster.kubernetes_version = self.checked_version
             cluster.reachable = True
             cluster.last_checked = timezone.now()
+            # A credential given by hand acts for everyone, unless the cluster was set up for impersonation and the
+            # new credential may still impersonate (a renewed token of the console's ServiceAccount).
+            if not (cluster.impersonates and rbac.can_impersonate(self.new_credentials)):
+                cluster.identity_mode = Cluster.IdentityMode.SHARED
+                cluster.identity_reason = Cluster.IdentityReason.GIVEN_BY_HAND
         if commit:
             cluster.save()
         return cluster

@@ -19,6 +19,15 @@ dns_label = RegexValidator(
 
 
 class Cluster(models.Model):
+    class IdentityMode(models.TextChoices):
+        IMPERSONATE = "impersonate", _("Acts as each user")
+        SHARED = "shared", _("Shared credential")
+
+    class IdentityReason(models.TextChoices):
+        SET_UP = "set-up", _("set up for impersonation")
+        GIVEN_BY_HAND = "given-by-hand", _("credential given by hand")
+        NO_CONSTRAINED_IMPERSONATION = "no-constrained-impersonation", _("no constrained impersonation")
+
     name = models.CharField(
         _("name"),
         max_length=63,
@@ -42,6 +51,18 @@ class Cluster(models.Model):
     reachable = models.BooleanField(_("reachable"), null=True, editable=False)
     kubernetes_version = models.CharField(_("Kubernetes version"), max_length=64, blank=True, editable=False)
     last_checked = models.DateTimeField(_("last checked"), null=True, editable=False)
+    # How calls reach the cluster: as the signed-in user (constrained impersonation, set up by
+    # ``register_cluster --setup``), or with the stored credential for everyone; ``identity_reason`` says why.
+    identity_mode = models.CharField(
+        _("identity"), max_length=12, choices=IdentityMode.choices, default=IdentityMode.SHARED, editable=False
+    )
+    identity_reason = models.CharField(
+        _("why this identity"),
+        max_length=40,
+        choices=IdentityReason.choices,
+        default=IdentityReason.GIVEN_BY_HAND,
+        editable=False,
+    )
     created = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -65,6 +86,31 @@ class Cluster(models.Model):
 
     def credentials(self) -> Credentials:
         return Credentials.from_dict(json.loads(crypto.decrypt(self.encrypted_credentials)))
+
+    @property
+    def impersonates(self) -> bool:
+        return self.identity_mode == self.IdentityMode.IMPERSONATE
+
+    @property
+    def identity_explanation(self) -> str:
+        """One sentence for the cluster page: who the cluster sees when someone acts through the console."""
+        if self.impersonates:
+            return _(
+                "Every call is made as the signed-in user (constrained impersonation): the cluster's RBAC decides, "
+                "and its audit log names the person."
+            )
+        if self.identity_reason == self.IdentityReason.NO_CONSTRAINED_IMPERSONATION:
+            return _(
+                "This cluster (Kubernetes %(version)s) cannot let the console act as each user: constrained "
+                "impersonation needs Kubernetes 1.35 or later with the ConstrainedImpersonation feature on. The "
+                "console acts for everyone with its own ServiceAccount, limited to the console's roles; the console's "
+                "roles decide who may do what, and the cluster's audit log shows the console, not the person."
+            ) % {"version": self.kubernetes_version or "?"}
+        return _(
+            "Registered with a credential given by hand: the console acts with it for everyone, and the cluster's "
+            "audit log shows the console, not the person. An administrator can run “manage.py register_cluster "
+            "--setup” to act as each user."
+        )
 
 
 class Role(models.TextChoices):
@@ -165,6 +211,9 @@ class AuditEntry(models.Model):
     action = models.CharField(_("action"), max_length=40, db_index=True)
     result = models.CharField(_("result"), max_length=10, choices=Result.choices)
     detail = models.TextField(_("detail"), blank=True)
+    # Sent to the cluster with every call of the request (an impersonated extra), so this entry and the API
+    # server's audit events of the same action can be joined.
+    request_id = models.CharField(_("request id"), max_length=32, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-when", "-id"]

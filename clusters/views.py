@@ -52,7 +52,7 @@ def cluster_detail(request: HttpRequest, cluster: str) -> HttpResponse:
     error = ""
     if access.cluster_wide:
         try:
-            namespaces = kube.list_namespaces(access.cluster)
+            namespaces = kube.list_namespaces(access.actor)
         except kube.ClusterUnavailable as unavailable:
             namespaces, error = [], str(unavailable)
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -231,6 +232,11 @@ if PRODUCTION:
 # How long the console waits for a cluster: a dead one must answer within about five seconds.
 KUBE_CONNECT_TIMEOUT = env_number("CONSOLE_KUBE_CONNECT_TIMEOUT", 3.0, minimum=0.1, kind=float)
 KUBE_READ_TIMEOUT = env_number("CONSOLE_KUBE_READ_TIMEOUT", 5.0, minimum=0.1, kind=float)
+# Cluster-side names of the console: users "<prefix>:<username>", ClusterRoles "<prefix>:ns-edit", bindings
+# "<prefix>-grant-<id>". Two consoles managing one cluster need different prefixes.
+CONSOLE_IDENTITY_PREFIX = os.environ.get("CONSOLE_IDENTITY_PREFIX", "console")
+if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", CONSOLE_IDENTITY_PREFIX):
+    raise ImproperlyConfigured("CONSOLE_IDENTITY_PREFIX: use 1-32 lowercase letters, digits and '-'.")
 # A kubeconfig is a small document; anything larger is refused before it is parsed.
 KUBECONFIG_MAX_BYTES = 256 * 1024
 

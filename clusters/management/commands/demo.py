@@ -1,5 +1,5 @@
-"""``manage.py demo --kubeconfig FILE``: register a cluster (the local control plane, in ``make run``) as ``local``
-with demo users.
+"""``manage.py demo --kubeconfig FILE``: set up a cluster (the local control plane, in ``make run``) as ``local``,
+acting as each user, with demo users.
 
 Run by ``make run`` after ``python -m tools.localcluster up``; safe to run again (the control plane may have moved
 port).
@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import kube
-from clusters.management.commands.register_cluster import register_cluster
+from clusters.management.commands.register_cluster import set_up_cluster
 
 DEMO_USERS = [
     # username, superuser, role on namespace "demo"
@@ -58,13 +58,22 @@ class Command(BaseCommand):
             raise CommandError(
                 _("Cannot read %(path)s: %(error)s") % {"path": kubeconfig, "error": error.strerror}
             ) from None
-        cluster = register_cluster("local", data, display_name="local")
-        core = client.CoreV1Api(kube.api_client_for(cluster))
+        # The administrator's kubeconfig makes the demo namespace and sets the console up to act as each user; the
+        # console keeps only its own least-privileged ServiceAccount token (``register_cluster --setup``).
         try:
-            core.create_namespace({"metadata": {"name": "demo"}})
+            admin = kube.parse_kubeconfig(data.decode(errors="replace"), None, max_bytes=settings.KUBECONFIG_MAX_BYTES)
+        except kube.KubeconfigError as error:
+            raise CommandError(str(error)) from None
+        admin_client = kube.build_api_client(admin)
+        try:
+            client.CoreV1Api(admin_client).create_namespace({"metadata": {"name": "demo"}})
         except ApiException as error:
             if error.status != 409:
                 raise
+        finally:
+            admin_client.rest_client.pool_manager.clear()
+        cluster, synced = set_up_cluster("local", data, display_name="local")
+        self.stdout.write(_("Cluster local: %(mode)s.") % {"mode": cluster.get_identity_mode_display()})
         passwords = demo_passwords()
         users = get_user_model().objects
         for username, superuser, role in DEMO_USERS:

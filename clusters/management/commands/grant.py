@@ -42,3 +42,5 @@ class Command(BaseCommand):
             owner["group"], _created = Group.objects.get_or_create(name=group)
         grant, created = Grant.objects.get_or_create(cluster=target, namespace=namespace, role=role, **owner)
         self.stdout.write((_("Granted: %(grant)s") if created else _("Already granted: %(grant)s")) % {"grant": grant})
+        for problem in getattr(grant, "rbac_problems", []):
+            self.stderr.write(_("Not yet in the cluster's RBAC: %(problem)s") % {"problem": problem})
