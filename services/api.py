@@ -15,7 +15,6 @@ from django.utils.translation import gettext as _
 from kubernetes import client
 
 import kube
-from clusters.models import Cluster
 from kube import Kind, cluster_scoped
 from kube.informer import informers
 
@@ -48,12 +47,17 @@ def explained(text: str) -> str:
     return text
 
 
-def _core(cluster: Cluster) -> client.CoreV1Api:
-    return client.CoreV1Api(kube.api_client_for(cluster))
+def _client(actor: kube.Actor) -> client.ApiClient:
+    """The cluster's pooled client, acting as the signed-in user (``kube.identity``)."""
+    return kube.api_client_for(actor.cluster, actor.identity)
+
+
+def _core(actor: kube.Actor) -> client.CoreV1Api:
+    return client.CoreV1Api(_client(actor))
 
 
 def list_services(
-    cluster: Cluster, namespace: str, *, limit: int | None = None, continue_token: str | None = None
+    actor: kube.Actor, namespace: str, *, limit: int | None = None, continue_token: str | None = None
 ) -> tuple[list[dict], str]:
     """One page of Services and the token for the next ('' at the end)."""
     kwargs: dict[str, Any] = {}
@@ -61,7 +65,7 @@ def list_services(
         kwargs["limit"] = limit
     if continue_token:
         kwargs["_continue"] = continue_token
-    result = _call(_core(cluster).list_namespaced_service, namespace, **kwargs)
+    result = _call(_core(actor).list_namespaced_service, namespace, **kwargs)
     return result["items"], result["metadata"].get("continue", "")
 
 
@@ -82,16 +86,22 @@ SERVICES = Kind("services", lambda api_client: client.CoreV1Api(api_client).list
 
 
 def cached_services(
-    cluster: Cluster, namespace: str, *, at_least: int = 0, without: tuple[str, ...] = (), wait: float = 0.0
+    actor: kube.Actor, namespace: str, *, at_least: int = 0, without: tuple[str, ...] = (), wait: float = 0.0
 ) -> list[dict] | None:
     """The namespace's Services sorted by name from its informer (``kube.informer``), started on first use; None
     when it cannot answer yet (the caller lists them live). ``at_least`` / ``without``: the resourceVersion written
-    and the uids deleted by this user, which the answer must already reflect."""
-    return informers.snapshot(cluster, SERVICES, namespace, at_least=at_least, without=without, wait=wait)
+    and the uids deleted by this user, which the answer must already reflect.
+
+    The informer's copy is shared by everyone who reads the namespace; it is served to this user only when the
+    cluster lets them list Services there (``kube.allowed``: their own SelfSubjectAccessReview, cached briefly).
+    Otherwise None, and the live list, made as the user, gets the cluster's own answer."""
+    if not kube.allowed(actor, "list", "services", namespace):
+        return None
+    return informers.snapshot(actor.cluster, SERVICES, namespace, at_least=at_least, without=without, wait=wait)
 
 
-def get_service(cluster: Cluster, namespace: str, name: str) -> dict:
-    return _call(_core(cluster).read_namespaced_service, name, namespace)
+def get_service(actor: kube.Actor, namespace: str, name: str) -> dict:
+    return _call(_core(actor).read_namespaced_service, name, namespace)
 
 
 _TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
@@ -112,27 +122,27 @@ def _schema_refusal(error: pydantic.ValidationError) -> ApiError:
     return ApiError(status=422, message=_("The Service does not match the Kubernetes schema."), causes=causes)
 
 
-def create_service(cluster: Cluster, namespace: str, manifest: dict, *, dry_run: bool = False) -> dict:
+def create_service(actor: kube.Actor, namespace: str, manifest: dict, *, dry_run: bool = False) -> dict:
     kwargs = {"dry_run": "All"} if dry_run else {}
     try:
-        return _call(_core(cluster).create_namespaced_service, namespace, manifest, **kwargs)
+        return _call(_core(actor).create_namespaced_service, namespace, manifest, **kwargs)
     except pydantic.ValidationError as error:
         raise _schema_refusal(error) from None
 
 
-def replace_service(cluster: Cluster, namespace: str, name: str, manifest: dict, *, dry_run: bool = False) -> dict:
+def replace_service(actor: kube.Actor, namespace: str, name: str, manifest: dict, *, dry_run: bool = False) -> dict:
     kwargs = {"dry_run": "All"} if dry_run else {}
     try:
-        return _call(_core(cluster).replace_namespaced_service, name, namespace, manifest, **kwargs)
+        return _call(_core(actor).replace_namespaced_service, name, namespace, manifest, **kwargs)
     except pydantic.ValidationError as error:
         raise _schema_refusal(error) from None
 
 
-def delete_service(cluster: Cluster, namespace: str, name: str, uid: str) -> bool:
+def delete_service(actor: kube.Actor, namespace: str, name: str, uid: str) -> bool:
     """Delete the Service with this uid only; False when it was already gone."""
     body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
     try:
-        _call(_core(cluster).delete_namespaced_service, name, namespace, body=body)
+        _call(_core(actor).delete_namespaced_service, name, namespace, body=body)
     except ApiError as error:
         if error.status == 404:
             return False
@@ -151,13 +161,13 @@ def _node_addresses_only(node: dict) -> dict:
 NODES = Kind("nodes", cluster_scoped(lambda core: core.list_node), _node_addresses_only)
 
 
-def node_addresses(cluster: Cluster) -> list[str]:
-    """Node IPs for NodePort addresses (read with the console's credential: namespace users cannot list nodes).
-    External addresses first, then internal ones. From the cluster's node informer once it has listed them (a
-    list page with NodePort rows would otherwise ask for every node on each view), else asked live."""
-    nodes = informers.snapshot(cluster, NODES)
+def node_addresses(actor: kube.Actor) -> list[str]:
+    """Node IPs for NodePort addresses (every role may read nodes: ``clusters.rbac``). External addresses first,
+    then internal ones. From the cluster's node informer once it has listed them and the cluster lets the user list
+    nodes (a list page with NodePort rows would otherwise ask for every node on each view), else asked live."""
+    nodes = informers.snapshot(actor.cluster, NODES) if kube.allowed(actor, "list", "nodes") else None
     if nodes is None:
-        nodes = _call(_core(cluster).list_node)["items"]
+        nodes = _call(_core(actor).list_node)["items"]
     ranked: list[tuple[int, str]] = []
     for node in nodes:
         for address in (node.get("status") or {}).get("addresses") or []:
@@ -167,9 +177,9 @@ def node_addresses(cluster: Cluster) -> list[str]:
     return [address for _rank, address in sorted(ranked)]
 
 
-def list_workloads(cluster: Cluster, namespace: str) -> list[dict]:
+def list_workloads(actor: kube.Actor, namespace: str) -> list[dict]:
     """The namespace's Deployments, StatefulSets and DaemonSets with their selectors, for 引用负载标签."""
-    apps = client.AppsV1Api(kube.api_client_for(cluster))
+    apps = client.AppsV1Api(_client(actor))
     listers = {
         "Deployment": apps.list_namespaced_deployment,
         "StatefulSet": apps.list_namespaced_stateful_set,
@@ -183,8 +193,8 @@ def list_workloads(cluster: Cluster, namespace: str) -> list[dict]:
     return workloads
 
 
-def workload_selector(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, str]:
-    apps = client.AppsV1Api(kube.api_client_for(cluster))
+def workload_selector(actor: kube.Actor, namespace: str, kind: str, name: str) -> dict[str, str]:
+    apps = client.AppsV1Api(_client(actor))
     readers = {
         "Deployment": apps.read_namespaced_deployment,
         "StatefulSet": apps.read_namespaced_stateful_set,
@@ -197,10 +207,10 @@ def workload_selector(cluster: Cluster, namespace: str, kind: str, name: str) ->
     return dict(((item.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
 
 
-def list_ip_pools(cluster: Cluster) -> list[str] | None:
-    """MetalLB IPAddressPool names, or None when the cluster has no MetalLB CRD. Read with the console's
-    credential so namespace users can pick a pool."""
-    custom = client.CustomObjectsApi(kube.api_client_for(cluster))
+def list_ip_pools(actor: kube.Actor) -> list[str] | None:
+    """MetalLB IPAddressPool names, or None when the cluster has no MetalLB CRD (every role may read the pools:
+    ``clusters.rbac``)."""
+    custom = client.CustomObjectsApi(_client(actor))
     try:
         result = _call(custom.list_cluster_custom_object, "metallb.io", "v1beta1", "ipaddresspools")
     except ApiError as error:
@@ -210,12 +220,12 @@ def list_ip_pools(cluster: Cluster) -> list[str] | None:
     return sorted({item["metadata"]["name"] for item in result["items"]})
 
 
-def list_pods(cluster: Cluster, namespace: str, selector: dict[str, str], limit: int = 100) -> tuple[list[dict], int]:
+def list_pods(actor: kube.Actor, namespace: str, selector: dict[str, str], limit: int = 100) -> tuple[list[dict], int]:
     """Pods matching a selector (at most ``limit``) and how many match in all."""
     if not selector:
         return [], 0
     label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
-    result = _call(_core(cluster).list_namespaced_pod, namespace, label_selector=label_selector, limit=limit)
+    result = _call(_core(actor).list_namespaced_pod, namespace, label_selector=label_selector, limit=limit)
     remaining = result["metadata"].get("remainingItemCount") or 0
     return result["items"], len(result["items"]) + remaining
 
@@ -233,13 +243,15 @@ def _node_ports_only(service: dict) -> dict:
 ALL_SERVICES = Kind("all-services", cluster_scoped(lambda core: core.list_service_for_all_namespaces), _node_ports_only)
 
 
-def node_ports_in_use(cluster: Cluster) -> dict[int, tuple[str, str]]:
-    """Every allocated nodePort of the cluster and the (namespace, name) of the Service holding it, read with the
-    console's credential; the caller decides whether the user may learn the holder. From the cluster-wide Services
-    informer once it has listed them (live validation asks on every pause in typing), else asked live."""
-    services = informers.snapshot(cluster, ALL_SERVICES)
+def node_ports_in_use(actor: kube.Actor) -> dict[int, tuple[str, str]]:
+    """Every allocated nodePort of the cluster and the (namespace, name) of the Service holding it, read as the
+    console's read-only cache identity (a namespace user cannot list other namespaces); the caller decides whether
+    the user may learn the holder. From the cluster-wide Services informer once it has listed them (live
+    validation asks on every pause in typing), else asked live."""
+    services = informers.snapshot(actor.cluster, ALL_SERVICES)
     if services is None:
-        services = _call(_core(cluster).list_service_for_all_namespaces)["items"]
+        cache = client.CoreV1Api(kube.api_client_for(actor.cluster, kube.cache_identity()))
+        services = _call(cache.list_service_for_all_namespaces)["items"]
     used: dict[int, tuple[str, str]] = {}
     for service in services:
         for port in (service.get("spec") or {}).get("ports") or []:
@@ -253,14 +265,14 @@ _ranges: dict[tuple[int, int], tuple[float, tuple[int, int] | None]] = {}
 RANGE_TTL_SECONDS = 600
 
 
-def node_port_range(cluster: Cluster, namespace: str) -> tuple[int, int] | None:
+def node_port_range(actor: kube.Actor, namespace: str) -> tuple[int, int] | None:
     """The cluster's nodePort range, as its API server states it (None if it will not say).
 
     A dry run does not check node ports (kube-apiserver v1.37 accepts any and invents one), so the range is asked
     with a real create that can never be stored: the name is invalid, and the API server allocates ports, and
     reports a port outside its range, before it validates the name. Cached for ten minutes per cluster.
     """
-    key = (cluster.pk, cluster.credentials_version)
+    key = (actor.cluster.pk, actor.cluster.credentials_version)
     cached = _ranges.get(key)
     if cached and time.monotonic() - cached[0] < RANGE_TTL_SECONDS:
         return cached[1]
@@ -272,35 +284,37 @@ def node_port_range(cluster: Cluster, namespace: str) -> tuple[int, int] | None:
     }
     found: tuple[int, int] | None = None
     try:
-        create_service(cluster, namespace, probe)
+        create_service(actor, namespace, probe)
     except ApiError as error:
+        if error.status == 403:  # this user may not create Services here: no answer, and none to remember
+            return None
         match = _RANGE.search(" ".join(c.get("message", "") for c in error.causes) or error.message)
         found = (int(match.group(1)), int(match.group(2))) if match else None
     _ranges[key] = (time.monotonic(), found)
     return found
 
 
-def free_node_port(cluster: Cluster, namespace: str) -> int | None:
+def free_node_port(actor: kube.Actor, namespace: str) -> int | None:
     """A nodePort inside the cluster's range that no Service holds now (picked at random, so two people filling
     one in at the same moment rarely collide; the API server still has the last word on save)."""
-    span = node_port_range(cluster, namespace)
+    span = node_port_range(actor, namespace)
     if span is None:
         return None
-    used = node_ports_in_use(cluster)
+    used = node_ports_in_use(actor)
     free = [port for port in range(span[0], span[1] + 1) if port not in used]
     return random.choice(free) if free else None
 
 
-def list_endpoint_slices(cluster: Cluster, namespace: str, service: str) -> list[dict]:
-    discovery = client.DiscoveryV1Api(kube.api_client_for(cluster))
+def list_endpoint_slices(actor: kube.Actor, namespace: str, service: str) -> list[dict]:
+    discovery = client.DiscoveryV1Api(_client(actor))
     return _call(
         discovery.list_namespaced_endpoint_slice, namespace, label_selector=f"kubernetes.io/service-name={service}"
     )["items"]
 
 
-def list_events(cluster: Cluster, namespace: str, service: str) -> list[dict]:
+def list_events(actor: kube.Actor, namespace: str, service: str) -> list[dict]:
     selector = f"involvedObject.kind=Service,involvedObject.name={service}"
-    events = _call(_core(cluster).list_namespaced_event, namespace, field_selector=selector)["items"]
+    events = _call(_core(actor).list_namespaced_event, namespace, field_selector=selector)["items"]
     return sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "", reverse=True)
 
 
@@ -310,7 +324,7 @@ _related_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="related-re
 
 
 def related_objects(
-    cluster: Cluster, namespace: str, name: str, selector: dict[str, str], with_nodes: bool
+    actor: kube.Actor, namespace: str, name: str, selector: dict[str, str], with_nodes: bool
 ) -> tuple[dict[str, Any], str]:
     """The pods a Service selects (and their count), its EndpointSlices, its events and (for NodePort and
     LoadBalancer) the node addresses, read concurrently. Returns what could be read and the first failure's
@@ -322,12 +336,12 @@ def related_objects(
             return function(*args)
 
     futures = {
-        "pods": _related_pool.submit(read, list_pods, cluster, namespace, selector),
-        "slices": _related_pool.submit(read, list_endpoint_slices, cluster, namespace, name),
-        "events": _related_pool.submit(read, list_events, cluster, namespace, name),
+        "pods": _related_pool.submit(read, list_pods, actor, namespace, selector),
+        "slices": _related_pool.submit(read, list_endpoint_slices, actor, namespace, name),
+        "events": _related_pool.submit(read, list_events, actor, namespace, name),
     }
     if with_nodes:
-        futures["node_ips"] = _related_pool.submit(read, node_addresses, cluster)
+        futures["node_ips"] = _related_pool.submit(read, node_addresses, actor)
     related: dict[str, Any] = {"pods": [], "pod_count": 0, "slices": [], "events": [], "node_ips": []}
     failure = ""
     for key, future in futures.items():

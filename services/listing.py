@@ -180,13 +180,13 @@ def services_page(
         written = _own_writes(request, access, namespace)
         at_least, deleted = written or (0, ())
         wait = WRITE_WAIT_SECONDS if written else 0.0
-        cached = api.cached_services(access.cluster, namespace, at_least=at_least, without=deleted, wait=wait)
+        cached = api.cached_services(access.actor, namespace, at_least=at_least, without=deleted, wait=wait)
     if cached is None and not (query or type_filter or page > 1):
         items, next_token = api.list_services(
-            access.cluster, namespace, limit=PAGE_SIZE, continue_token=continue_token or None
+            access.actor, namespace, limit=PAGE_SIZE, continue_token=continue_token or None
         )
         return items, bool(next_token), next_token
-    everything = cached if cached is not None else api.list_services(access.cluster, namespace)[0]
+    everything = cached if cached is not None else api.list_services(access.actor, namespace)[0]
     if query or type_filter:
         everything = [
             s

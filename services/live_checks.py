@@ -6,7 +6,6 @@ from django.utils.translation import gettext as _
 
 import kube
 from clusters.access import Access
-from clusters.models import Cluster
 from services import api
 
 
@@ -17,7 +16,7 @@ def node_port_problems(access: Access, namespace: str, ports: list[int], live: d
     if not ports:
         return {}
     try:
-        span, used = api.node_port_range(access.cluster, namespace), api.node_ports_in_use(access.cluster)
+        span, used = api.node_port_range(access.actor, namespace), api.node_ports_in_use(access.actor)
     except (api.ApiError, kube.ClusterUnavailable):
         return {}
     own = (live["metadata"]["namespace"], live["metadata"]["name"]) if live else None
@@ -39,13 +38,13 @@ def node_port_problems(access: Access, namespace: str, ports: list[int], live: d
     return problems
 
 
-def selector_insight(cluster: Cluster, namespace: str, selector: dict[str, str]) -> dict | None:
+def selector_insight(actor: kube.Actor, namespace: str, selector: dict[str, str]) -> dict | None:
     """What the selector matches: the number of pods, up to five names, their named ports, and ports declared by two
     containers of one pod (which the seed warns breaks the workload)."""
     if not selector:
         return None
     try:
-        pods, count = api.list_pods(cluster, namespace, selector)
+        pods, count = api.list_pods(actor, namespace, selector)
     except api.ApiError:
         return None  # a selector the API cannot parse: the field errors say why
     except kube.ClusterUnavailable as error:

@@ -49,7 +49,7 @@ def _redirect(request: HttpRequest, url: str) -> HttpResponse:
 def _namespaces(access: Access) -> list[str]:
     if access.cluster_wide:
         try:
-            return kube.list_namespaces(access.cluster)
+            return kube.list_namespaces(access.actor)
         except kube.ClusterUnavailable:
             return []
     return sorted(access.namespace_roles)
@@ -89,7 +89,7 @@ def get_service_or_gone(access: Access, namespace: str, name: str) -> dict:
     """The live Service; raises ServiceGone when it does not exist and ClusterDown when the cluster cannot be asked
     or refuses the console. ``answers_failures`` turns both into pages."""
     try:
-        return api.get_service(access.cluster, namespace, name)
+        return api.get_service(access.actor, namespace, name)
     except api.ApiError as error:
         if error.status == 404:
             raise ServiceGone(access, namespace, name) from error
@@ -149,7 +149,7 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
             request, access, namespace, query, type_filter, page, continue_token
         )
         needs_nodes = any(s.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER) for s in items)
-        node_ips = api.node_addresses(access.cluster) if needs_nodes else []
+        node_ips = api.node_addresses(access.actor) if needs_nodes else []
     except api.ApiError as failure:
         if failure.status == 410:  # the continue token expired: start again from the first page
             return redirect(reverse("services:list", args=[cluster, namespace]))
@@ -207,10 +207,10 @@ def _editor(request: HttpRequest, cluster: str, namespace: str, name: str | None
 def _store(editor: Editor, body: dict, *, dry_run: bool = False) -> dict:
     """Create or replace (with ``dry_run``: ask the API server whether it would). Raises ApiError or
     ClusterUnavailable."""
-    cluster, namespace = editor.access.cluster, editor.namespace
+    actor, namespace = editor.access.actor, editor.namespace
     if editor.live:
-        return api.replace_service(cluster, namespace, body["metadata"]["name"], body, dry_run=dry_run)
-    return api.create_service(cluster, namespace, body, dry_run=dry_run)
+        return api.replace_service(actor, namespace, body["metadata"]["name"], body, dry_run=dry_run)
+    return api.create_service(actor, namespace, body, dry_run=dry_run)
 
 
 def _write(request: HttpRequest, editor: Editor, body: dict, *, via: str) -> HttpResponse:
@@ -248,7 +248,7 @@ def _repeated_create(request: HttpRequest, editor: Editor, body: dict, action: s
         return False
     name = body["metadata"]["name"]
     try:
-        existing = api.get_service(editor.access.cluster, editor.namespace, name)
+        existing = api.get_service(editor.access.actor, editor.namespace, name)
     except (api.ApiError, kube.ClusterUnavailable):
         return False
     try:
@@ -337,7 +337,7 @@ def _bundle(editor: Editor, data: Any = None, *, change: Callable | None = None)
         bundle = ServiceFormBundle(**options)
     if bundle.service_type == m.LOAD_BALANCER:  # MetalLB's pools matter only to a LoadBalancer
         try:
-            bundle.offer_ip_pools(api.list_ip_pools(editor.access.cluster))
+            bundle.offer_ip_pools(api.list_ip_pools(editor.access.actor))
         except (api.ApiError, kube.ClusterUnavailable) as error:
             raise ClusterDown(editor.access, editor.namespace, str(error)) from error
     return bundle
@@ -353,7 +353,7 @@ def _render_form(
         "bundle": bundle,
         "urls": editor.urls,
         "nav": "services",
-        "insight": live_checks.selector_insight(editor.access.cluster, editor.namespace, bundle.selector_labels()),
+        "insight": live_checks.selector_insight(editor.access.actor, editor.namespace, bundle.selector_labels()),
         **extra,
     }
     template = "services/form.html#form" if request.htmx else "services/form.html"
@@ -421,7 +421,7 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
 def _conflict_diff(editor: Editor, bundle: ServiceFormBundle) -> dict[str, Any]:
     """After a conflict: how the user's version differs from the Service as it is now."""
     try:
-        current = api.get_service(editor.access.cluster, editor.namespace, editor.name or "")
+        current = api.get_service(editor.access.actor, editor.namespace, editor.name or "")
     except (api.ApiError, kube.ClusterUnavailable):
         return {}
     mine = _body(editor, bundle, current)
@@ -469,7 +469,7 @@ def service_form_validate(request: HttpRequest, cluster: str, namespace: str, na
         ],
         "non_field_errors": bundle.non_field_errors(),
         "verdict": "refused" if taken else verdict,
-        "insight": live_checks.selector_insight(editor.access.cluster, namespace, bundle.selector_labels()),
+        "insight": live_checks.selector_insight(editor.access.actor, namespace, bundle.selector_labels()),
     }
     return render(request, "services/form.html#validation", context)
 
@@ -559,7 +559,7 @@ def service_form_workloads(request: HttpRequest, cluster: str, namespace: str, n
     """引用负载标签: the form with a dialog listing the namespace's workloads and their selectors."""
     editor = _editor(request, cluster, namespace, name)
     try:
-        found: dict[str, Any] = {"workloads": api.list_workloads(editor.access.cluster, namespace)}
+        found: dict[str, Any] = {"workloads": api.list_workloads(editor.access.actor, namespace)}
     except (api.ApiError, kube.ClusterUnavailable) as error:
         found = {"workload_error": str(error)}
     return _refresh(request, editor, **found)
@@ -575,7 +575,7 @@ def service_form_use_workload(
     editor = _editor(request, cluster, namespace, name)
     kind, _slash, workload = request.POST.get("workload", "").partition("/")
     try:
-        labels = api.workload_selector(editor.access.cluster, namespace, kind, workload)
+        labels = api.workload_selector(editor.access.actor, namespace, kind, workload)
     except (api.ApiError, kube.ClusterUnavailable) as error:
         return _refresh(request, editor, workload_error=str(error))
 
@@ -595,7 +595,7 @@ def service_form_free_node_port(
     """A free node port filled into the port row the button belongs to (``row``)."""
     editor = _editor(request, cluster, namespace, name)
     try:
-        port = api.free_node_port(editor.access.cluster, namespace)
+        port = api.free_node_port(editor.access.actor, namespace)
     except (api.ApiError, kube.ClusterUnavailable) as error:
         return _refresh(request, editor, node_port_error=str(error))
     row = m.parse_number(request.POST.get("row", ""), max_digits=3)
@@ -697,7 +697,7 @@ def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str
     service = get_service_or_gone(access, namespace, name)
     body = service.get("spec", {})
     related, related_error = api.related_objects(
-        access.cluster,
+        access.actor,
         namespace,
         name,
         body.get("selector") or {},
@@ -734,7 +734,7 @@ def service_delete(request: HttpRequest, cluster: str, namespace: str, name: str
         )
         return _redirect(request, list_url)
     try:
-        existed = api.delete_service(access.cluster, namespace, name, uid)
+        existed = api.delete_service(access.actor, namespace, name, uid)
     except api.ApiError as error:
         if error.status == 409:
             message = _(
