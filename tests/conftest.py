@@ -17,7 +17,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import kube
+from clusters import rbac
 from clusters.models import Cluster, Grant, Role
+from kube.identity import clear_authorisations
 from kube.informer import informers
 from tools import localcluster
 
@@ -43,6 +45,15 @@ def admin_credentials(control_plane: localcluster.ControlPlane) -> kube.Credenti
 
 
 @pytest.fixture(scope="session")
+def console_credentials(admin_credentials: kube.Credentials) -> kube.Credentials:
+    """The console's own least-privileged credential: ``register_cluster --setup``'s ServiceAccount token, made
+    once (the console's ClusterRoles, its ServiceAccount and identities), as an operator would."""
+    done = rbac.set_up(admin_credentials)
+    assert done.mode == Cluster.IdentityMode.IMPERSONATE, done
+    return done.credentials
+
+
+@pytest.fixture(scope="session")
 def admin_api(admin_credentials: kube.Credentials) -> client.ApiClient:
     """An API client with full rights, built by the console's own client factory."""
     return kube.build_api_client(admin_credentials)
@@ -62,9 +73,11 @@ def _isolated_clients() -> Iterator[None]:
     none (and leave no watch running after it)."""
     kube.clients.clear()
     informers.clear()
+    clear_authorisations()
     yield
     informers.clear()
     kube.clients.clear()
+    clear_authorisations()
 
 
 @pytest.fixture(autouse=True)
@@ -76,10 +89,16 @@ def _fast_password_hashing(settings: settings) -> None:
 
 
 @pytest.fixture
-def cluster(db: None, admin_credentials: kube.Credentials) -> Cluster:
-    """The session's control plane registered as cluster "local", with the console's admin credentials."""
-    registered = Cluster(name="local", display_name="Local")
-    registered.set_credentials(admin_credentials)
+def cluster(db: None, console_credentials: kube.Credentials) -> Cluster:
+    """The session's control plane registered as cluster "local" as ``register_cluster --setup`` leaves it: the
+    console's ServiceAccount token, every call made as the signed-in user, each grant a binding in the cluster."""
+    registered = Cluster(
+        name="local",
+        display_name="Local",
+        identity_mode=Cluster.IdentityMode.IMPERSONATE,
+        identity_reason=Cluster.IdentityReason.SET_UP,
+    )
+    registered.set_credentials(console_credentials)
     registered.save()
     return registered
 

@@ -109,9 +109,9 @@ def cluster_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = kube.api_client_for
 
-    def spy(cluster):
+    def spy(cluster, identity=None):
         calls.append(cluster.pk)
-        return real(cluster)
+        return real(cluster, identity)
 
     monkeypatch.setattr(kube, "api_client_for", spy)
     return calls

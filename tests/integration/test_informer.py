@@ -307,7 +307,9 @@ def test_a_cluster_wide_informer_keeps_equal_names_from_different_namespaces(
     ports = {first.spec.ports[0].node_port: namespace, second.spec.ports[0].node_port: other}
 
     def holders() -> dict[int, str]:
-        return {port: where for port, (where, _name) in api.node_ports_in_use(cluster).items() if port in ports}
+        return {
+            port: where for port, (where, _name) in api.node_ports_in_use(kube.Actor(cluster)).items() if port in ports
+        }
 
     eventually(lambda: holders() == ports)  # both, not the second in place of the first
     core.delete_namespaced_service("same", other)
