@@ -148,6 +148,17 @@ def in_process_rows(figures: dict[str, Any], details: dict[str, Any]) -> tuple[l
                 f"{figures['list_live_vs_raw_1000']:.3f}",
             ]
         )
+    if "list_impersonating_vs_shared_1000" in figures:
+        rows.append(
+            [
+                "list page acting as the user vs the same page with a shared credential, 1,000 Services",
+                _ms(figures["list_page_ms_1000"]),
+                _spread(details, "samples_list", "page_1000"),
+                _ms(figures["list_page_shared_ms_1000"]),
+                _spread(details, "samples_list", "shared_1000"),
+                f"{figures['list_impersonating_vs_shared_1000']:.3f}",
+            ]
+        )
     for key, suffix, label in (
         ("detail", "", "detail page vs read, 1,000 Services"),
         (
@@ -186,6 +197,13 @@ def informer_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for key, label in (("p50", "median"), ("p99", "99th percentile"), ("max", "largest")):
         if f"informer_delay_ms_{key}" in figures:
             rows.append([f"a create's answer → in the informer, {label}", f"{figures[f'informer_delay_ms_{key}']:.2f}"])
+    if "authorisation_review_ms" in figures:
+        rows.append(
+            [
+                "a user's SelfSubjectAccessReview before a cached read (once per user and namespace per 10 s), median",
+                f"{figures['authorisation_review_ms']:.2f}",
+            ]
+        )
     return header, rows
 
 

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FORM_ENCODING = "application/x-www-form-urlencoded"
 SIZES = (100, 1000, 5000)
 CLUSTER = "local"
+SHARED_CLUSTER = "local-shared"
 FILL_THREADS = 8
 # The first Service of every filled namespace: a list page without it is counted as an error.
 FIRST_ROW = b"svc-00000"
@@ -226,6 +227,7 @@ class Bench:
         from kubernetes import client, config
 
         import kube
+        from clusters import rbac
         from clusters.models import Cluster, Grant, Role
         from tools import localcluster
 
@@ -250,14 +252,25 @@ class Bench:
         for namespace in [*self.namespaces.values(), *extra]:
             self.core.create_namespace({"metadata": {"name": namespace}})
 
-        cluster = Cluster(name=CLUSTER, display_name="Local (bench)")
-        cluster.set_credentials(credentials)
+        # As production runs: set up to act as each user (``register_cluster --setup``), the ServiceAccount's token
+        # stored. The same API server is registered a second time with the administrator's credential in the
+        # shared-credential mode, to price impersonation and the per-user review of cached reads.
+        done = rbac.set_up(credentials)
+        cluster = Cluster(
+            name=CLUSTER, display_name="Local (bench)", identity_mode=done.mode, identity_reason=done.reason
+        )
+        cluster.set_credentials(done.credentials)
         cluster.save()
+        shared = Cluster(name=SHARED_CLUSTER, display_name="Local (bench, shared credential)")
+        shared.set_credentials(credentials)
+        shared.save()
         from django.contrib.auth import get_user_model
 
         self.user = get_user_model().objects.create_user("bench", password=secrets.token_urlsafe(16))
         for namespace in [*self.namespaces.values(), *extra]:
-            Grant.objects.create(user=self.user, cluster=cluster, role=Role.NS_EDIT, namespace=namespace)
+            for registered in (cluster, shared):
+                Grant.objects.create(user=self.user, cluster=registered, role=Role.NS_EDIT, namespace=namespace)
+        self.actor = kube.Actor(cluster, rbac.identity_for(self.user))
 
     def ensure_service_addresses(self, needed: int) -> None:
         """Every benchmark Service is a ClusterIP one. If the control plane's Service range is too small for them
@@ -330,6 +343,7 @@ class Bench:
         from django.test import Client
         from django.urls import reverse
 
+        import kube
         from clusters.models import Cluster
         from kube.informer import informers
         from services import api as services_api
@@ -374,7 +388,7 @@ class Bench:
         cluster = Cluster.objects.get(name=CLUSTER)
         for size, namespace in self.namespaces.items():
             began = time.perf_counter()
-            while services_api.cached_services(cluster, namespace) is None:
+            while services_api.cached_services(self.actor, namespace) is None:
                 if time.perf_counter() - began > 60:
                     raise RuntimeError(f"the informer of {namespace} did not sync within 60 s")
                 time.sleep(0.002)
@@ -403,6 +417,14 @@ class Bench:
             ops[f"partial_{size}"] = page(url, htmx)
             if size == 1000:
                 ops[f"live_{size}"] = live_page(url)
+                # The same page of the same API server registered in the shared-credential mode: what acting as the
+                # user (impersonation headers, the cached SelfSubjectAccessReview) costs a list view.
+                shared_url = reverse("services:list", args=[SHARED_CLUSTER, namespace])
+                shared_actor = kube.Actor(Cluster.objects.get(name=SHARED_CLUSTER))
+                browser.get(shared_url)
+                while services_api.cached_services(shared_actor, namespace) is None:
+                    time.sleep(0.002)
+                ops[f"shared_{size}"] = page(shared_url)
         rounds, warmup = self.args.reps, max(5, self.args.reps // 10)
         log(f"list pages vs raw list: {len(ops)} sides alternated, {rounds} rounds after {warmup} warm-up rounds")
         samples = interleaved(ops, rounds=rounds, warmup=warmup)
@@ -413,6 +435,11 @@ class Bench:
             self.figures[f"list_partial_ms_{size}"] = partial
             self.figures[f"list_vs_raw_{size}"] = full / raw
             self.figures[f"list_partial_vs_raw_{size}"] = partial / raw
+            if f"shared_{size}" in samples:
+                self.figures[f"list_page_shared_ms_{size}"] = median_ms(samples[f"shared_{size}"])
+                self.figures[f"list_impersonating_vs_shared_{size}"] = (
+                    full / self.figures[f"list_page_shared_ms_{size}"]
+                )
             if f"live_{size}" in samples:
                 self.figures[f"list_live_ms_{size}"] = median_ms(samples[f"live_{size}"])
                 self.figures[f"list_live_vs_raw_{size}"] = self.figures[f"list_live_ms_{size}"] / raw
@@ -427,6 +454,17 @@ class Bench:
             self.figures[f"list_raw_ms_{large}"] / self.figures[f"list_raw_ms_{small}"]
         )
         self.details["samples_list"] = {name: iqr_ms(values) for name, values in samples.items()}
+        # One SelfSubjectAccessReview as the user (what a cached read costs once per user, namespace and 10 s).
+        from kube.identity import allowed, clear_authorisations
+
+        reviews = []
+        for _round in range(rounds):
+            clear_authorisations()
+            began = time.perf_counter()
+            if not allowed(self.actor, "list", "services", self.namespaces[small]):
+                raise RuntimeError("the bench user may not list its own namespace")
+            reviews.append(time.perf_counter() - began)
+        self.figures["authorisation_review_ms"] = statistics.median(reviews) * 1000
         self.details["rounds_list"] = rounds
         self.watch_delay(cluster)
 
@@ -452,11 +490,13 @@ class Bench:
     def watch_delay(self, cluster) -> None:
         """How far behind the API server the informer is: the time from a raw create's answer until the informer
         of its namespace holds the new Service (the list page shows it from then on)."""
+        import kube
         from services import api as services_api
 
         namespace = "bench-watch"
         self.core.create_namespace({"metadata": {"name": namespace}})
-        while services_api.cached_services(cluster, namespace) is None:
+        watcher = kube.Actor(cluster)  # the informer itself, without a user's review: the delay is the watch's
+        while services_api.cached_services(watcher, namespace) is None:
             time.sleep(0.002)
         delays = []
         for index in range(self.args.reps):
@@ -464,7 +504,7 @@ class Bench:
             self.core.create_namespaced_service(namespace, create_body(name))
             began = time.perf_counter()
             while not any(
-                s["metadata"]["name"] == name for s in services_api.cached_services(cluster, namespace) or []
+                s["metadata"]["name"] == name for s in services_api.cached_services(watcher, namespace) or []
             ):
                 if time.perf_counter() - began > 10:
                     raise RuntimeError(f"the informer did not receive {name} within 10 s")
