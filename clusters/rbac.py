@@ -42,6 +42,8 @@ CLUSTER_LABEL = "kube-service-console.io/cluster"  # the console's name for the 
 SERVICE_ACCOUNT_NAMESPACE = "kube-service-console"
 TOKEN_SECONDS = 365 * 24 * 3600  # the stored token's life; ``register_cluster --setup`` again renews it
 
+AUTHENTICATED = "system:authenticated"
+
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,120}")
 
 
@@ -67,6 +69,8 @@ def identity_for(user: AbstractBaseUser, request_id: str = "") -> kube.Identity:
     groups = [cluster_group_name(group) for group in user.groups.all()]
     if user.is_superuser:
         groups.append(superusers_group())
+    # The API server would add it by itself; said explicitly, the identity is the whole of what the cluster sees.
+    groups.append(AUTHENTICATED)
     return kube.Identity(cluster_user_name(user), tuple(sorted(groups))).with_request_id(request_id)
 
 
@@ -477,7 +481,7 @@ def can_impersonate(credentials: kube.Credentials) -> bool:
             client.AuthenticationV1Api(api_client).create_self_subject_review,
             {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
         )
-    except kube.ApiError:
+    except (kube.ApiError, kube.ClusterUnavailable):
         return False
     finally:
         api_client.rest_client.pool_manager.clear()

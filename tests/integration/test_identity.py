@@ -79,6 +79,7 @@ def test_a_service_created_by_the_editor_is_audited_by_the_api_server_as_the_edi
     assert event["user"]["username"] == SERVICE_ACCOUNT
     assert event["impersonatedUser"]["username"] == "console:editor" == rbac.cluster_user_name(people.editor)
     assert event["impersonatedUser"]["extra"][kube.REQUEST_ID_EXTRA] == [entry.request_id]
+    assert event["impersonatedUser"]["groups"] == ["system:authenticated"]
     # Every call the request made carried the same id (the dry run before the create, too), and no other request's.
     same_request = [
         e
@@ -290,7 +291,7 @@ def test_group_grants_bind_the_group_and_the_user_acts_with_their_groups(
     member.groups.add(team, other)
     Grant.objects.create(cluster=cluster, namespace=namespace, role=Role.NS_EDIT, group=team)
     identity = rbac.identity_for(member)
-    assert identity.groups == tuple(sorted(["console:team-a", f"console:group:{other.pk}"]))
+    assert identity.groups == tuple(sorted(["console:team-a", f"console:group:{other.pk}", "system:authenticated"]))
     api.create_service(kube.Actor(cluster, identity), namespace, manifest("by-group"))
     assert services_in(admin_api, namespace) == ["by-group"]
 
