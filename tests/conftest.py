@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import translation
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -26,7 +27,8 @@ from tools import localcluster
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[localcluster.ControlPlane]:
-    """The upstream kube-apiserver + etcd, built once and cached; stopped (and its data removed) at the end."""
+    """The upstream etcd, kube-apiserver and kube-controller-manager, built once and cached; stopped (and its
+    data removed) at the end."""
     plane = localcluster.ControlPlane(localcluster.ensure_binaries())
     plane.start()
     yield plane
@@ -60,11 +62,18 @@ def admin_api(admin_credentials: kube.Credentials) -> client.ApiClient:
 
 
 @pytest.fixture
-def namespace(admin_api: client.ApiClient) -> str:
-    """A new namespace for this test alone (without a controller-manager, namespaces never finish deleting)."""
+def namespace(admin_api: client.ApiClient) -> Iterator[str]:
+    """A new namespace for this test alone, deleted afterwards: the controller-manager's namespace controller then
+    removes what the test left in it (a few seconds later; the test does not wait for it)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(admin_api).create_namespace({"metadata": {"name": name}})
-    return name
+    core = client.CoreV1Api(admin_api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as error:
+        if error.status != 404:  # the test deleted it itself
+            raise
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +87,9 @@ def _isolated_clients() -> Iterator[None]:
     informers.clear()
     kube.clients.clear()
     clear_authorisations()
+    # A request in another language (the django_language cookie) leaves it active in this thread; the next test
+    # starts in the default language.
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -32,8 +35,11 @@ def service_form(
     ports: list[dict[str, Any]] | None = None,
     selector: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
+    """The form's POST data. Without ``labels`` no label rows are sent, which leaves an edited Service's labels as
+    they are (``{}`` sends none: the Service loses its labels)."""
     data: dict[str, Any] = {
         "name": name,
         "type": type,
@@ -57,6 +63,8 @@ def service_form(
     chosen = {"app": "web"} if selector is None else selector
     data |= rows("selector", [{"key": k, "value": v} for k, v in chosen.items()])
     data |= rows("annotations", [{"key": k, "value": v} for k, v in (annotations or {}).items()])
+    if labels is not None:
+        data |= rows("labels", [{"key": k, "value": v} for k, v in labels.items()])
     return data
 
 
@@ -88,17 +96,18 @@ def hold_node_port(admin_api: k8s.ApiClient, namespace: str, name: str = "holder
     return port
 
 
-def eventually(check: Callable[[], bool], seconds: float = 10.0) -> float:
-    """Seconds until ``check`` held (fails the test after ``seconds``)."""
+def eventually(check: Callable[[], bool], seconds: float = 10.0, *, interval: float = 0.005) -> float:
+    """Seconds until ``check`` held (fails the test after ``seconds``); ``interval`` between tries (longer for
+    waits of seconds on a controller, so as not to flood the API server)."""
     began = time.monotonic()
     while not check():
         assert time.monotonic() - began < seconds, "not within the time limit"
-        time.sleep(0.005)
+        time.sleep(interval)
     return time.monotonic() - began
 
 
 def create_deployment(admin_api: k8s.ApiClient, namespace: str, name: str, labels: dict[str, str]) -> None:
-    """A Deployment selecting ``labels`` (nothing runs it: the control plane has no controllers)."""
+    """A Deployment selecting ``labels`` (nothing runs it: the control plane has no workload controllers)."""
     k8s.AppsV1Api(admin_api).create_namespaced_deployment(
         namespace,
         {
@@ -117,3 +126,129 @@ def create_deployment(admin_api: k8s.ApiClient, namespace: str, name: str, label
 def services_path(namespace: str, suffix: str = "") -> str:
     """A path under the test namespace's Services in cluster "local" (``service_url`` reverses by name instead)."""
     return f"/clusters/local/namespaces/{namespace}/services/{suffix}"
+
+
+# --- nodes and pods as a kubelet would report them (the control plane has no kubelet or scheduler) -----------------
+
+# Addresses no test writes by hand: nodes in 10.0.0.0/16, pods in 10.244.0.0/16 (a common pod network, outside the
+# cluster's Service range 10.96.0.0/12). One control plane per test process, so a counter per process is unique.
+_node_addresses = (str(address) for address in ipaddress.ip_network("10.0.0.0/16").hosts())
+_pod_addresses = (str(address) for address in ipaddress.ip_network("10.244.0.0/16").hosts())
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_node(admin_api: k8s.ApiClient, name: str, address: str | None = None) -> str:
+    """Register Node ``name`` with an InternalIP (``address``, else the next free 10.0.0.x) and a Ready condition
+    set through the status subresource, as its kubelet would; returns the address. Nothing evicts or taints it:
+    the control plane runs no node lifecycle controller."""
+    core = k8s.CoreV1Api(admin_api)
+    address = address or next(_node_addresses)
+    core.create_node({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}})
+    now = _now()
+    status = {
+        "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
+        ],
+    }
+    core.patch_node_status(name, {"status": status})
+    return address
+
+
+def _pod_conditions(ready: bool, container: str) -> list[dict[str, str]]:
+    now = _now()
+    waiting = (
+        {} if ready else {"reason": "ContainersNotReady", "message": f"containers with unready status: [{container}]"}
+    )
+    readiness = "True" if ready else "False"
+    return [
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": readiness, "lastTransitionTime": now, **waiting},
+        {"type": "Ready", "status": readiness, "lastTransitionTime": now, **waiting},
+    ]
+
+
+def _container_statuses(pod: k8s.V1Pod, ready: bool) -> list[dict[str, Any]]:
+    started = pod.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [
+        {
+            "name": container.name,
+            "image": container.image,
+            "imageID": "",
+            "containerID": f"containerd://{pod.metadata.uid.replace('-', '')}{index}",
+            "ready": ready,
+            "started": True,
+            "restartCount": 0,
+            "state": {"running": {"startedAt": started}},
+        }
+        for index, container in enumerate(pod.spec.containers)
+    ]
+
+
+def run_pod(
+    admin_api: k8s.ApiClient,
+    namespace: str,
+    name: str,
+    labels: dict[str, str],
+    *,
+    ports: list[dict[str, Any]] | None = None,
+    ready: bool = True,
+    node: str | None = None,
+) -> k8s.V1Pod:
+    """A Pod bound to ``node`` (default: Node ``node-<namespace>``, registered on first use) whose one container
+    ``app`` declares ``ports`` (default: ``http`` 8080), then its status as the kubelet would set it: Running, a pod
+    IP of its own, the Ready and ContainersReady conditions as ``ready`` says (with the kubelet's reason when not).
+    The EndpointSlice controller then lists it for every Service selecting it."""
+    core = k8s.CoreV1Api(admin_api)
+    if node is None:
+        node = f"node-{namespace}"
+        try:
+            core.read_node(node)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            make_node(admin_api, node)
+    host_ip = next(a.address for a in core.read_node(node).status.addresses if a.type == "InternalIP")
+    container = {
+        "name": "app",
+        "image": "registry.k8s.io/pause:3.10",
+        "ports": [{"name": "http", "containerPort": 8080}] if ports is None else ports,
+    }
+    # No kubelet will confirm a graceful deletion of a pod bound to a node: with no grace period, deleting it (or
+    # its namespace) removes it at once, unless a finalizer holds it (terminating, as a test may want it).
+    spec = {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [container]}
+    pod = core.create_namespaced_pod(namespace, {"metadata": {"name": name, "labels": labels}, "spec": spec})
+    pod_ip = next(_pod_addresses)
+    status = {
+        "phase": "Running",
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
+        "startTime": pod.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "conditions": _pod_conditions(ready, "app"),
+        "containerStatuses": _container_statuses(pod, ready),
+    }
+    return core.patch_namespaced_pod_status(name, namespace, {"status": status})
+
+
+def set_pod_ready(admin_api: k8s.ApiClient, namespace: str, name: str, ready: bool) -> k8s.V1Pod:
+    """Turn a pod made by ``run_pod`` Ready or not Ready, as a readiness probe that starts or stops passing would."""
+    core = k8s.CoreV1Api(admin_api)
+    pod = core.read_namespaced_pod(name, namespace)
+    status = {
+        "conditions": _pod_conditions(ready, pod.spec.containers[0].name),
+        "containerStatuses": _container_statuses(pod, ready),
+    }
+    return core.patch_namespaced_pod_status(name, namespace, {"status": status})

@@ -77,11 +77,14 @@ def test_the_first_view_is_live_and_later_ones_come_from_the_informer(
     for index in range(25):
         create(admin_api, namespace, f"svc-{index:02d}", type="NodePort" if index % 5 == 0 else "ClusterIP")
     first = web.get(services_path(namespace))
-    assert live_lists == [namespace] and len(first.context["rows"]) == 20
+    # The first view starts the informer (its live-update check asks for it); it is answered live unless the
+    # informer has listed already by the time the rows are read.
+    first_lists = list(live_lists)
+    assert first_lists in ([], [namespace]) and len(first.context["rows"]) == 20
     eventually(lambda: informer_of(cluster, namespace).synced)
 
     again = web.get(services_path(namespace))
-    assert live_lists == [namespace], "answered from the informer, without a list call"
+    assert live_lists == first_lists, "answered from the informer, without a list call"
     assert [r["name"] for r in again.context["rows"]] == [f"svc-{i:02d}" for i in range(20)]
     assert again.context["has_next"] and not again.context["next_token"]
     page_two = web.get(services_path(namespace), {"page": 2})
@@ -89,7 +92,7 @@ def test_the_first_view_is_live_and_later_ones_come_from_the_informer(
     assert not page_two.context["has_next"] and page_two.context["continued"]
     filtered = web.get(services_path(namespace), {"q": "svc-1", "type": "NodePort"})
     assert [r["name"] for r in filtered.context["rows"]] == ["svc-10", "svc-15"]
-    assert live_lists == [namespace]
+    assert live_lists == first_lists
     # The rows are the same as the API server's, field for field.
     live = k8s.CoreV1Api(admin_api).read_namespaced_service("svc-05", namespace)
     row = next(r for r in again.context["rows"] if r["name"] == "svc-05")
@@ -180,9 +183,10 @@ def test_a_stopped_or_broken_watch_means_live_lists(
     informer.stop()
     informer.join(5)
     assert informer.snapshot() is None and not informer.running
-    # An informer that ended without failing (stopped, or idle) is replaced on the next view.
+    # An informer that ended without failing (stopped, or idle) is replaced on the next view, which answers live
+    # unless the replacement (started by the view's live-update version check) has already listed.
     page = web.get(services_path(namespace))
-    assert live_lists == [namespace] and [r["name"] for r in page.context["rows"]] == ["svc"]
+    assert live_lists in ([], [namespace]) and [r["name"] for r in page.context["rows"]] == ["svc"]
     replacement = informer_of(cluster, namespace)
     assert replacement is not informer
     eventually(lambda: replacement.synced)
@@ -244,7 +248,9 @@ def test_the_namespace_picker_of_a_cluster_wide_user_comes_from_an_informer_too(
 
     api_calls.clear()
     again = client.get(services_path(namespace))
-    assert again.context["namespaces"] == first.context["namespaces"] and "list_namespace" not in api_calls
+    # Earlier tests' namespaces may finish deleting meanwhile (the controller-manager's namespace controller).
+    assert namespace in again.context["namespaces"] and "list_namespace" not in api_calls
+    assert set(again.context["namespaces"]) <= set(first.context["namespaces"])
     k8s.CoreV1Api(admin_api).create_namespace({"metadata": {"name": f"{namespace}-later"}})
     eventually(lambda: f"{namespace}-later" in client.get(services_path(namespace)).context["namespaces"])
     assert "list_namespace" not in api_calls

@@ -1,9 +1,11 @@
-"""A real local Kubernetes control plane: upstream kube-apiserver and etcd, built from their Go modules.
+"""A real local Kubernetes control plane: upstream etcd, kube-apiserver and kube-controller-manager, built from
+their Go modules.
 
 The binaries are built once per version into a cache outside the repository (or taken from
 ``KUBEBUILDER_ASSETS``, the envtest convention), then started on free loopback ports with generated
-certificates. There is no controller-manager, scheduler or kubelet: objects are stored and validated by the
-real API server, but nothing reconciles them.
+certificates. The controller-manager runs only the controllers that need no nodes (``CONTROLLERS``): EndpointSlices
+follow the pods' status, deleted namespaces finish deleting, ClusterRoles aggregate. There is no scheduler,
+kubelet or node lifecycle: tests register Nodes and set pod status themselves, and nothing taints or evicts.
 
 This module only needs the standard library and ``cryptography``, so the management command and the test
 fixtures share it.
@@ -63,14 +65,20 @@ def cache_dir() -> Path:
     return base / "kube-service-console" / f"kube-apiserver-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}"
 
 
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+
+
 def ensure_binaries(log: Log = _stderr) -> Path:
-    """Return a folder holding ``kube-apiserver`` and ``etcd``, building them on first use."""
+    """Return a folder holding ``etcd``, ``kube-apiserver`` and ``kube-controller-manager``, building on first use.
+
+    Only what is missing is built: a cache from before the controller-manager keeps its other two binaries.
+    """
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if assets:
         folder = Path(assets)
-        missing = [name for name in ("kube-apiserver", "etcd") if not os.access(folder / name, os.X_OK)]
+        missing = [name for name in BINARIES if not os.access(folder / name, os.X_OK)]
         if missing:
-            raise LocalClusterError(f"KUBEBUILDER_ASSETS={assets} does not hold executable {' and '.join(missing)}.")
+            raise LocalClusterError(f"KUBEBUILDER_ASSETS={assets} does not hold executable {', '.join(missing)}.")
         return folder
 
     folder = cache_dir()
@@ -80,7 +88,8 @@ def ensure_binaries(log: Log = _stderr) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for name, build in (
             ("etcd", _build_etcd),
-            ("kube-apiserver", _build_kube_apiserver),
+            ("kube-apiserver", _build_kubernetes),
+            ("kube-controller-manager", _build_kubernetes),
         ):
             if not (folder / name).exists():
                 build(folder / name, log)
@@ -91,8 +100,9 @@ def _go() -> str:
     go = shutil.which("go")
     if go is None:
         raise LocalClusterError(
-            "Go is needed once to build kube-apiserver and etcd (install Go 1.26 or newer, e.g. `apt-get install "
-            "golang-go` or from go.dev), or set KUBEBUILDER_ASSETS to a folder holding both binaries."
+            "Go is needed once to build etcd, kube-apiserver and kube-controller-manager (install Go 1.26 or newer, "
+            "e.g. `apt-get install golang-go` or from go.dev), or set KUBEBUILDER_ASSETS to a folder holding the "
+            "three binaries."
         )
     return go
 
@@ -137,7 +147,8 @@ def _run_go_build(module: str, target: str, output: Path, ldflags: str, log: Log
     log(f"Built {output.name} in {time.monotonic() - started:.0f} s")
 
 
-def _build_kube_apiserver(output: Path, log: Log) -> None:
+def _build_kubernetes(output: Path, log: Log) -> None:
+    """Build the command named ``output.name`` from the pinned k8s.io/kubernetes module, stamped with its version."""
     major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
     stamp = " ".join(
         f"-X k8s.io/component-base/version.{key}={value}"
@@ -149,8 +160,8 @@ def _build_kube_apiserver(output: Path, log: Log) -> None:
         )
     )
     _run_go_build(
-        "kube-apiserver",
-        "k8s.io/kubernetes/cmd/kube-apiserver",
+        "kubernetes",
+        f"k8s.io/kubernetes/cmd/{output.name}",
         output,
         f"-s -w {stamp}",
         log,
@@ -273,6 +284,7 @@ class ClusterState:
     apiserver_pid: int
     binaries: str
     audit_log: str = ""  # the API server's audit log (JSON lines); empty in states written before it existed
+    controller_manager_pid: int = 0  # 0 in states written before the controller-manager was started
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -359,22 +371,44 @@ def kubeconfig_document(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: by
     }
 
 
+# The controller-manager's identity: a client certificate in system:masters, named so that its requests are told
+# apart from the tests' and the console's in the audit log.
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+
 # Every request at the Metadata level (who, as whom, which verb on which object, the answer's code), once, when the
-# answer is complete; watches and health probes are left out, as they would drown the rest.
+# answer is complete; watches, health probes and the controller-manager's reads (discovery every 30 s, a list per
+# resource type for each namespace it deletes) are left out, as they would drown the rest. Its writes are kept.
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived", "ResponseStarted"],
     "rules": [
         {"level": "None", "verbs": ["watch"]},
+        {"level": "None", "users": [CONTROLLER_MANAGER_USER], "verbs": ["get", "list"]},
         {"level": "None", "nonResourceURLs": ["/healthz*", "/livez*", "/readyz*", "/version"]},
         {"level": "Metadata"},
     ],
 }
 
 
+# The controllers the console's development and tests need, by their 1.37 names (`kube-controller-manager --help`,
+# --controllers). Left out on purpose: node-lifecycle-controller (the tests' Nodes have no kubelet posting
+# heartbeats; it would taint them and evict their pods), taint-eviction (evicts pods from tainted Nodes),
+# pod-garbage-collector (deletes pods bound to a Node that does not exist, as tests' pods may be), the workload
+# controllers (a test's Deployment makes no ReplicaSet or pods), and everything scheduling, cloud, storage or
+# certificate related.
+CONTROLLERS = (
+    "endpointslice-controller",  # the EndpointSlices of Services with a selector, from their pods' status
+    "namespace-controller",  # a deleted namespace's objects removed, then the namespace itself
+    "garbage-collector-controller",  # dependents deleted with their owners
+    "clusterrole-aggregation-controller",  # admin, edit and view gather the rules of aggregated ClusterRoles
+    "serviceaccount-controller",  # the default ServiceAccount of every namespace
+    "serviceaccount-token-controller",  # tokens filled into ServiceAccount token Secrets
+)
+
+
 class ControlPlane:
-    """etcd + kube-apiserver in a private temporary folder, on free loopback ports."""
+    """etcd + kube-apiserver + kube-controller-manager in a private temporary folder, on free loopback ports."""
 
     def __init__(self, binaries: Path, data_dir: Path | None = None, apiserver_args: tuple[str, ...] = ()) -> None:
         self.binaries = binaries
@@ -386,6 +420,7 @@ class ControlPlane:
         self.server = ""
         self.audit_log = self.data_dir / "audit.log"
         self._processes: list[subprocess.Popen] = []
+        self._context: ssl.SSLContext | None = None  # the admin's TLS context for the waits of ``start``
 
     # The paths below live in the private data folder (mode 0700): they are the control plane's own files.
     def _write(self, name: str, data: bytes) -> Path:
@@ -404,7 +439,8 @@ class ControlPlane:
         return kubeconfig_document(self.server, self.ca_pem, cert, key)
 
     def start(self, *, detached: bool = False, log: Log = _stderr, timeout: float = 90.0) -> ClusterState:
-        """Start both processes and wait for ``/readyz``.
+        """Start etcd and the API server, wait for ``/readyz``, then start the controller-manager and wait until its
+        controllers work (each wait at most ``timeout`` seconds).
 
         ``detached`` processes outlive this Python process (``localcluster up``); otherwise they die with it,
         so a test run that crashes leaves nothing behind.
@@ -465,8 +501,8 @@ class ControlPlane:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={paths['sa.pub']}",
             f"--service-account-signing-key-file={paths['sa.key']}",
-            # Without a controller-manager no namespace gets its default ServiceAccount, which this plugin
-            # would demand of every Pod the tests create.
+            # A new namespace gets its default ServiceAccount a moment after it is made; this plugin would refuse
+            # the Pods a test creates at once (and tests make Pods in namespaces of their own without one).
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
             "--profiling=false",
@@ -485,24 +521,49 @@ class ControlPlane:
         else:
             kwargs["preexec_fn"] = _die_with_parent
         started = time.monotonic()
-        for name, command in (("etcd", etcd), ("kube-apiserver", apiserver)):
-            with open(self.data_dir / f"{name}.log", "wb") as output:
-                self._processes.append(subprocess.Popen(command, stdout=output, stderr=output, **kwargs))
-        self._wait_ready(admin_cert_file, admin_key_file, ca_file, timeout)
+        self._context = ssl.create_default_context(cafile=str(ca_file))
+        self._context.load_cert_chain(str(admin_cert_file), str(admin_key_file))
+        for command in (etcd, apiserver):
+            self._spawn(command, kwargs)
+        self._wait_until(self._api_ready, "kube-apiserver was not ready", timeout)
+
+        manager_cert, manager_key = self.client_credentials(CONTROLLER_MANAGER_USER, ("system:masters",))
+        manager_kubeconfig = self._write(
+            "controller-manager.kubeconfig",
+            yaml.safe_dump(kubeconfig_document(self.server, self.ca_pem, manager_cert, manager_key)).encode(),
+        )
+        controller_manager = [
+            str(self.binaries / "kube-controller-manager"),
+            f"--kubeconfig={manager_kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",  # no serving port: nothing reads its metrics or health endpoints
+            f"--controllers={','.join(CONTROLLERS)}",
+            f"--service-account-private-key-file={paths['sa.key']}",
+            f"--root-ca-file={ca_file}",
+        ]
+        self._spawn(controller_manager, kwargs)
+        self._wait_until(self._controllers_working, "kube-controller-manager's controllers did not start", timeout)
         log(f"Control plane ready at {self.server} in {time.monotonic() - started:.1f} s")
 
         kubeconfig = self.data_dir / "kubeconfig"
         document = kubeconfig_document(self.server, self.ca_pem, admin_cert, admin_key)
         self._write("kubeconfig", yaml.safe_dump(document, sort_keys=False).encode())
+        etcd_process, apiserver_process, manager_process = self._processes
         return ClusterState(
             data_dir=str(self.data_dir),
             server=self.server,
             kubeconfig=str(kubeconfig),
-            etcd_pid=self._processes[0].pid,
-            apiserver_pid=self._processes[1].pid,
+            etcd_pid=etcd_process.pid,
+            apiserver_pid=apiserver_process.pid,
             binaries=str(self.binaries),
             audit_log=str(self.audit_log),
+            controller_manager_pid=manager_process.pid,
         )
+
+    def _spawn(self, command: list[str], kwargs: dict) -> None:
+        """Start ``command`` with its output in ``<binary>.log`` in the data folder."""
+        with open(self.data_dir / f"{Path(command[0]).name}.log", "wb") as output:
+            self._processes.append(subprocess.Popen(command, stdout=output, stderr=output, **kwargs))
 
     def audit_events(self) -> list[dict]:
         """The audit log's events so far, oldest first."""
@@ -512,25 +573,47 @@ class ControlPlane:
             return []
         return [json.loads(line) for line in lines if line.strip()]
 
-    def _wait_ready(self, cert: Path, key: Path, ca: Path, timeout: float) -> None:
-        context = ssl.create_default_context(cafile=str(ca))
-        context.load_cert_chain(str(cert), str(key))
+    def _api_get(self, path: str) -> bytes | None:
+        """The API server's answer to a GET of ``path`` as the admin, or None when it does not answer 200."""
+        try:
+            with urllib.request.urlopen(f"{self.server}{path}", context=self._context, timeout=2) as response:
+                return response.read() if response.status == 200 else None
+        except OSError:
+            return None
+
+    def _api_ready(self) -> bool:
+        return self._api_get("/readyz") is not None
+
+    def _controllers_working(self) -> bool:
+        """The work of two of the controllers is done: the aggregated ``view`` ClusterRole has gathered its rules,
+        and the default namespace has its ServiceAccount."""
+        view = self._api_get("/apis/rbac.authorization.k8s.io/v1/clusterroles/view")
+        return bool(view and json.loads(view).get("rules")) and (
+            self._api_get("/api/v1/namespaces/default/serviceaccounts/default") is not None
+        )
+
+    def _wait_until(self, done: Callable[[], bool], failure: str, timeout: float) -> None:
+        """Poll ``done`` until it holds; if a process exits or ``timeout`` passes, stop everything and raise with
+        the tail of the log that tells why."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, process in zip(("etcd", "kube-apiserver"), self._processes, strict=True):
+        while True:
+            for process in self._processes:
                 if process.poll() is not None:
-                    log_tail = (self.data_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                    name = Path(process.args[0]).name
+                    tail = self._log_tail(name)
                     self.stop()
-                    raise LocalClusterError(f"{name} exited with code {process.returncode}:\n{log_tail}")
-            try:
-                with urllib.request.urlopen(f"{self.server}/readyz", context=context, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise LocalClusterError(f"kube-apiserver was not ready within {timeout:.0f} s")
+                    raise LocalClusterError(f"{name} exited with code {process.returncode}:\n{tail}")
+            if done():
+                return
+            if time.monotonic() > deadline:
+                name = Path(self._processes[-1].args[0]).name
+                tail = self._log_tail(name)
+                self.stop()
+                raise LocalClusterError(f"{failure} within {timeout:.0f} s; the end of {name}.log:\n{tail}")
+            time.sleep(0.1)
+
+    def _log_tail(self, name: str) -> str:
+        return (self.data_dir / f"{name}.log").read_text(errors="replace")[-3000:]
 
     def stop(self, *, remove: bool = True) -> None:
         for process in reversed(self._processes):
@@ -546,12 +629,21 @@ class ControlPlane:
 
 def stop_state(state: ClusterState) -> None:
     """Stop a detached control plane recorded in ``state`` and remove its data folder."""
+    if state.controller_manager_pid:
+        _stop_process(state.controller_manager_pid, str(Path(state.binaries) / "kube-controller-manager"))
     _stop_process(state.apiserver_pid, str(Path(state.binaries) / "kube-apiserver"))
     _stop_process(state.etcd_pid, str(Path(state.binaries) / "etcd"))
     shutil.rmtree(state.data_dir, ignore_errors=True)
 
 
 def state_running(state: ClusterState) -> bool:
+    """Whether the API server and etcd of ``state`` run (the cluster answers; see ``controller_manager_running``)."""
     return _owned(state.apiserver_pid, str(Path(state.binaries) / "kube-apiserver")) and _owned(
         state.etcd_pid, str(Path(state.binaries) / "etcd")
+    )
+
+
+def controller_manager_running(state: ClusterState) -> bool:
+    return bool(state.controller_manager_pid) and _owned(
+        state.controller_manager_pid, str(Path(state.binaries) / "kube-controller-manager")
     )

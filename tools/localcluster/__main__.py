@@ -43,6 +43,8 @@ def up() -> int:
         state.save(state_file())
     else:
         _log(f"The local control plane is already running at {state.server}")
+        if not localcluster.controller_manager_running(state):
+            _log("Its controller-manager is not running: `down` and `up` again to start a complete one.")
     print(state.kubeconfig)
     return 0
 
@@ -64,6 +66,12 @@ def status() -> int:
         print("stopped")
         return 3
     print(f"running at {state.server} (data {state.data_dir}, kubeconfig {state.kubeconfig})")
+    print(f"pids: etcd {state.etcd_pid}, kube-apiserver {state.apiserver_pid}")
+    if localcluster.controller_manager_running(state):
+        print(f"controller-manager running, pid {state.controller_manager_pid}")
+        print(f"controller-manager log {state.data_dir}/kube-controller-manager.log")
+    else:
+        print("controller-manager not running")
     print(f"audit log {state.audit_log}")
     return 0
 
