@@ -9,6 +9,7 @@ in the console); this package imports nothing of the project.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -314,23 +315,57 @@ def _retry_wait(error: ApiException, attempt: int) -> float | None:
     return min(float(value), MAX_RETRY_WAIT) if str(value).strip().isdigit() else None
 
 
-def call(function, *args, **kwargs) -> Any:
+# One warning-value of a ``Warning`` header (RFC 7234 5.5): code, agent, quoted text, optional quoted date. Several
+# may share one header line, comma-separated (a plain dict of headers joins repeated lines so).
+_WARNING_VALUE = re.compile(r'([0-9]{3})\s+(\S+)\s+"((?:[^"\\]|\\.)*)"(?:\s+"[^"]*")?\s*(?:,\s*|$)')
+
+
+def warning_texts(headers: Any) -> list[str]:
+    """The texts of the API server's ``Warning: 299 - "text"`` response headers (what kubectl prints as
+    "Warning: text"), in order; other warn-codes are not the API server's and are left out, as client-go does."""
+    if not headers:
+        return []
+    if hasattr(headers, "getlist"):  # urllib3's HTTPHeaderDict: one entry per header line
+        lines = headers.getlist("Warning")
+    else:
+        lines = [value for key, value in headers.items() if str(key).lower() == "warning"]
+    texts = []
+    for line in lines:
+        for code, _agent, quoted in _WARNING_VALUE.findall(str(line)):
+            text = re.sub(r"\\(.)", r"\1", quoted)
+            with contextlib.suppress(UnicodeError):
+                # http.client reads header bytes as Latin-1; the API server sends UTF-8.
+                text = text.encode("latin-1").decode("utf-8")
+            if code == "299" and text.strip() and text not in texts:
+                texts.append(text)
+    return texts
+
+
+def _collect_warnings(headers: Any, warnings: list[str] | None) -> None:
+    if warnings is not None:
+        warnings.extend(text for text in warning_texts(headers) if text not in warnings)
+
+
+def call(function, *args, warnings: list[str] | None = None, **kwargs) -> Any:
     """Call one API method and return the raw JSON as plain data.
 
     A refusal (4xx, except 401 and 429) becomes ``ApiError``; an unreachable, overloaded or failing cluster
     ``ClusterUnavailable`` with a message safe to show. The client's model deserialization is skipped: pages need
-    dicts, and on large lists it costs more than the request.
+    dicts, and on large lists it costs more than the request. ``warnings``, when given, receives the texts of the
+    API server's ``Warning`` headers (a deprecated field or value, say), of an answer or a refusal.
     """
     attempts = 1 + (MAX_READ_RETRIES if function.__name__.startswith(READ_PREFIXES) else 0)
     for attempt in range(attempts):
         try:
             response = function(*args, _preload_content=False, **kwargs)
+            _collect_warnings(getattr(response, "headers", None), warnings)
             return json.loads(response.data)
         except ApiException as error:
             wait = _retry_wait(error, attempt) if attempt + 1 < attempts else None
             if wait is not None:
                 time.sleep(wait)
                 continue
+            _collect_warnings(error.headers, warnings)
             if 400 <= error.status < 500 and error.status not in (401, 429):
                 raise ApiError.from_exception(error) from None
             raise ClusterUnavailable(unavailable_message(error)) from None
@@ -397,11 +432,14 @@ def cluster_scoped(list_method: Callable[[client.CoreV1Api], Callable[..., Any]]
     return lister
 
 
-def _name_only(item: dict) -> dict:
-    return {"metadata": {key: item["metadata"][key] for key in ("name", "uid", "resourceVersion")}}
+def _name_and_labels(item: dict) -> dict:
+    """A namespace's name and labels (MetalLB pools may select namespaces by label)."""
+    metadata = item["metadata"]
+    kept = {key: metadata[key] for key in ("name", "uid", "resourceVersion")}
+    return {"metadata": {**kept, "labels": metadata.get("labels") or {}}}
 
 
-NAMESPACES = Kind("namespaces", cluster_scoped(lambda core: core.list_namespace), _name_only)
+NAMESPACES = Kind("namespaces", cluster_scoped(lambda core: core.list_namespace), _name_and_labels)
 
 
 def refusal_message() -> str:

@@ -143,6 +143,7 @@ class Section(forms.Form):
     shown_for: dict[str, tuple[str, ...]] = {}
     cards: tuple[str, ...] = ()  # radio fields drawn as cards
     refreshes: tuple[str, ...] = ()  # fields whose change re-renders the form
+    warned: tuple[str, ...] = ()  # fields whose help text warns about the value they hold
 
     def __init__(
         self, *args: Any, service_type: str = m.CLUSTER_IP, urls: dict | None = None, index: int = 0, **kwargs: Any
@@ -180,6 +181,11 @@ SERVICE_TYPE_CHOICES = [
     (m.LOAD_BALANCER, _("Load balancer (LoadBalancer)")),
 ]
 ROUTED = (m.CLUSTER_IP, m.NODE_PORT, m.LOAD_BALANCER)  # every type but ExternalName, a DNS alias
+TRAFFIC_DISTRIBUTION_CHOICES = [
+    ("", _("Not set (no preference)")),
+    (m.PREFER_SAME_ZONE, m.PREFER_SAME_ZONE),
+    (m.PREFER_SAME_NODE, m.PREFER_SAME_NODE),
+]
 
 
 class BasicsForm(Section):
@@ -380,6 +386,15 @@ class AdvancedForm(Section):
         required=False,
         help_text=_("Local: traffic from inside the cluster only goes to Pods on the same node."),
     )
+    traffic_distribution = forms.ChoiceField(
+        label=_("Traffic distribution"),
+        choices=TRAFFIC_DISTRIBUTION_CHOICES,
+        required=False,
+        help_text=_(
+            "Prefer endpoints near the client: PreferSameZone in the client's zone, PreferSameNode on the client's "
+            "node; other endpoints are used when none is ready there."
+        ),
+    )
     ip_family_policy = forms.ChoiceField(
         label=_("IP family policy"),
         choices=[
@@ -403,6 +418,11 @@ class AdvancedForm(Section):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text=_("Client address ranges allowed through the load balancer, one CIDR per line, e.g. 203.0.113.0/24."),
     )
+    publish_not_ready_addresses = forms.BooleanField(
+        label=_("Publish addresses of Pods that are not ready"),
+        required=False,
+        help_text=_("DNS and endpoints list the Pods before they pass their readiness checks (peer discovery)."),
+    )
     # Cluster Admin only: these can take traffic meant for other Services.
     headless = forms.BooleanField(
         label=_("Headless (no cluster IP)"),
@@ -417,6 +437,8 @@ class AdvancedForm(Section):
     ADMIN_ONLY = ("headless", "external_ips")
     shown_for = {
         "internal_traffic_policy": ROUTED,
+        "traffic_distribution": ROUTED,
+        "publish_not_ready_addresses": ROUTED,
         "ip_family_policy": ROUTED,
         "load_balancer_class": (m.LOAD_BALANCER,),
         "load_balancer_source_ranges": (m.LOAD_BALANCER,),
@@ -432,6 +454,18 @@ class AdvancedForm(Section):
                 del self.fields[name]
         elif editing:
             self.fields["headless"].disabled = True  # the cluster IP cannot change once set
+        field = self.fields["traffic_distribution"]
+        # Read without a BoundField, which would keep the help text it saw first.
+        held = self.data.get("traffic_distribution") if self.is_bound else self.initial.get("traffic_distribution")
+        if held == m.PREFER_CLOSE:
+            # Offered only to a form that holds it already (an edit of a Service that has it): kept as it is, and
+            # said to be the deprecated name it is. A new choice is among the current names.
+            field.choices = [*field.choices, (m.PREFER_CLOSE, _("PreferClose (deprecated name of PreferSameZone)"))]
+            field.help_text = _(
+                "PreferClose is the deprecated name of PreferSameZone and works the same; choose PreferSameZone to "
+                "use the current name."
+            )
+            self.warned = ("traffic_distribution",)
 
     @property
     def plain_fields(self) -> list[forms.BoundField]:
@@ -605,6 +639,13 @@ class SelectorForm(KeyValueForm):
         return value
 
 
+class LabelForm(SelectorForm):
+    """A label of the Service itself: a qualified key and a label value, as the selector's rows."""
+
+    key = forms.CharField(label=_("Label key"), required=False, max_length=317)
+    value = forms.CharField(label=_("Label value"), required=False, strip=False)
+
+
 class AnnotationForm(KeyValueForm):
     key = forms.CharField(label=_("Annotation key"), required=False, max_length=317)
     value = forms.CharField(label=_("Annotation value"), required=False, strip=False)
@@ -651,17 +692,21 @@ class BaseAnnotationFormSet(BaseKeyValueFormSet):
 
 
 SelectorFormSet = _row_formset(SelectorForm, BaseSelectorFormSet)
+LabelFormSet = _row_formset(LabelForm, BaseKeyValueFormSet)
 AnnotationFormSet = _row_formset(AnnotationForm, BaseAnnotationFormSet)
 
 # Prefixes of the formsets in the POST data.
-PORTS, SELECTOR, ANNOTATIONS = "ports", "selector", "annotations"
-ROWS_OF = {PORTS: PortFormSet, SELECTOR: SelectorFormSet, ANNOTATIONS: AnnotationFormSet}
-NEW_ROW = {PORTS: {"protocol": "TCP"}, SELECTOR: {}, ANNOTATIONS: {}}
+PORTS, SELECTOR, LABELS, ANNOTATIONS = "ports", "selector", "labels", "annotations"
+ROWS_OF = {PORTS: PortFormSet, SELECTOR: SelectorFormSet, LABELS: LabelFormSet, ANNOTATIONS: AnnotationFormSet}
+NEW_ROW = {PORTS: {"protocol": "TCP"}, SELECTOR: {}, LABELS: {}, ANNOTATIONS: {}}
 
 
 class ServiceFormBundle:
     """The Service form: its sections and row formsets, bound to POST data or filled from a ServiceSpec (``spec``)
-    or from plain values (``initial``, ``rows``: how ``refreshed`` re-renders what was typed)."""
+    or from plain values (``initial``, ``rows``: how ``refreshed`` re-renders what was typed).
+
+    ``live_labels`` are the labels of the Service edited: POST data without label rows (a page from before the form
+    offered labels, a script) stands for them, so such an edit leaves the labels exactly as they were."""
 
     def __init__(
         self,
@@ -676,14 +721,19 @@ class ServiceFormBundle:
         selector_required: bool = True,
         admin_features: bool = False,
         urls: dict[str, str] | None = None,
+        live_labels: dict[str, str] | None = None,
     ) -> None:
         self.urls = urls or {}
         self.notices: list[str] = []
+        if data is not None and f"{LABELS}-TOTAL_FORMS" not in data:
+            data = data.copy()
+            data.update(_rows_data(LABELS, _key_values(live_labels or {})))
         initial = dict(initial or {})
         rows = dict(rows or {})
         if spec is not None:
             values = dataclasses.asdict(spec)
             rows = {PORTS: values.pop(PORTS), SELECTOR: _key_values(spec.selector)}
+            rows[LABELS] = _key_values(spec.labels or {})
             rows[ANNOTATIONS] = _key_values(spec.annotations)
             initial |= values
         if name:
@@ -706,10 +756,11 @@ class ServiceFormBundle:
             if data is not None:
                 self.formsets[prefix] = formset(data, prefix=prefix, **row_options)
             else:
-                # Ports and selector start with one empty row to fill in; annotations with none.
-                start = rows.get(prefix) or ([] if prefix == ANNOTATIONS else [dict(NEW_ROW[prefix])])
+                # Ports and selector start with one empty row to fill in; labels and annotations with none.
+                start = rows.get(prefix) or ([] if prefix in (LABELS, ANNOTATIONS) else [dict(NEW_ROW[prefix])])
                 self.formsets[prefix] = formset(initial=start, prefix=prefix, **row_options)
-        self.ports, self.selector, self.annotations = (self.formsets[p] for p in (PORTS, SELECTOR, ANNOTATIONS))
+        self.ports, self.selector = self.formsets[PORTS], self.formsets[SELECTOR]
+        self.labels, self.annotations = self.formsets[LABELS], self.formsets[ANNOTATIONS]
         if self.service_type == m.EXTERNAL_NAME:
             # An ExternalName Service is a DNS alias: it selects no pods and may list no ports.
             selector_required = self.ports.required = False
@@ -754,6 +805,7 @@ class ServiceFormBundle:
             namespace=namespace,
             ports=[m.PortSpec(**form.cleaned_data) for form in self.ports.forms if form.cleaned_data],
             selector=self.selector.as_dict(),
+            labels=self.labels.as_dict(),
             annotations=self.annotations.as_dict(),
             **merged,
         )
@@ -790,6 +842,34 @@ class ServiceFormBundle:
             any(form.errors for form in (*self.sections, self.lock))
             or any(any(formset.errors) or formset.non_form_errors() for formset in self.formsets.values())
         )
+
+    def load_balancer_preview(self, namespace: str) -> dict | None:
+        """The LoadBalancer Service as typed so far (judged or not), for the pending-address explanation before it
+        is created; None for another type."""
+        if self.service_type != m.LOAD_BALANCER:
+            return None
+        traffic, advanced = self.traffic, self.advanced
+
+        def typed(form: forms.Form, name: str) -> str:
+            return str(form[name].value() or "").strip() if name in form.fields else ""
+
+        annotations, spec = {}, {"type": m.LOAD_BALANCER}
+        if typed(traffic, "lb_type") != m.OTHER_LB:
+            if typed(traffic, "metallb_pool"):
+                annotations[m.METALLB_POOL] = typed(traffic, "metallb_pool")
+            if typed(traffic, "lb_address"):
+                annotations[m.METALLB_IPS] = typed(traffic, "lb_address")
+        elif typed(traffic, "lb_address"):
+            spec["loadBalancerIP"] = typed(traffic, "lb_address")
+        if typed(advanced, "load_balancer_class"):
+            spec["loadBalancerClass"] = typed(advanced, "load_balancer_class")
+        labels = {}
+        for form in self.labels.forms:
+            key, value = (str(form[name].value() or "").strip() for name in ("key", "value"))
+            if key:
+                labels[key] = value
+        metadata = {"namespace": namespace, "annotations": annotations, "labels": labels}
+        return {"metadata": metadata, "spec": spec}
 
     def selector_labels(self) -> dict[str, str]:
         """The selector as typed so far (judged or not), for the "matches N pods" hint."""
@@ -835,6 +915,14 @@ def _key_values(mapping: dict[str, str]) -> list[dict[str, str]]:
     return [{"key": key, "value": value} for key, value in mapping.items()]
 
 
+def _rows_data(prefix: str, rows: list[dict[str, str]]) -> dict[str, str]:
+    """``rows`` as a formset's POST data."""
+    data = {f"{prefix}-TOTAL_FORMS": str(len(rows)), f"{prefix}-INITIAL_FORMS": "0"}
+    for index, row in enumerate(rows):
+        data |= {f"{prefix}-{index}-{name}": value for name, value in row.items()}
+    return data
+
+
 def _row_values(form: forms.Form) -> dict[str, Any]:
     return {name: form[name].value() for name in form.fields}
 
@@ -870,6 +958,8 @@ def apply_api_errors(bundle: ServiceFormBundle, causes: list[dict[str, str]], me
             form.add_error(name if name in form.fields else None, text)
         elif path.startswith("spec.selector"):
             bundle.selector._non_form_errors = bundle.selector.error_class([text])  # noqa: SLF001
+        elif path.startswith("metadata.labels"):
+            bundle.labels._non_form_errors = bundle.labels.error_class([text])  # noqa: SLF001
         elif path.startswith("metadata.annotations"):
             bundle.annotations._non_form_errors = bundle.annotations.error_class([text])  # noqa: SLF001
         elif any(field in section.fields and field not in section.kept_hidden for section in bundle.sections):
@@ -881,6 +971,29 @@ def apply_api_errors(bundle: ServiceFormBundle, causes: list[dict[str, str]], me
         placed = True
     if not placed:
         bundle.add_error(None, explained(message))
+
+
+# The API server's warnings that the console's own fields can cause, said again in the user's language.
+_DEPRECATED_VALUE = re.compile(r'^(?P<field>spec\.\w+): "(?P<old>\w+)" is deprecated; use "(?P<new>\w+)"$')
+_DEPRECATED_ANNOTATION = re.compile(r"^annotation (?P<old>\S+) is deprecated, please use (?P<new>\S+) instead$")
+_DEPRECATED_EXTERNAL_IPS = "spec.externalIPs is deprecated and may no longer be implemented in some clusters"
+
+
+def explained_warning(text: str) -> str:
+    """One of the API server's warnings (``kube.call``'s ``warnings``), in the user's language when it is a known
+    one; anything else as sent."""
+    if found := _DEPRECATED_VALUE.match(text):
+        return str(_("%(field)s: “%(old)s” is deprecated; use “%(new)s”.") % found.groupdict())
+    if found := _DEPRECATED_ANNOTATION.match(text):
+        return str(_("The annotation %(old)s is deprecated; use %(new)s instead.") % found.groupdict())
+    if text == _DEPRECATED_EXTERNAL_IPS:
+        return str(_("spec.externalIPs is deprecated and may not be implemented in some clusters."))
+    return text
+
+
+def warning_notices(texts: list[str]) -> list[str]:
+    """The API server's warnings as the console shows them, beside the form or as messages."""
+    return [str(_("Warning from the API server: %(text)s") % {"text": explained_warning(text)}) for text in texts]
 
 
 # --- YAML ------------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Service manifests to and from the form's data: pure functions, no I/O.
 
 ``ServiceSpec`` is what the form owns. ``build_service_manifest`` turns it into a new Service; ``apply_to_live``
-writes it onto a live object, changing only the owned fields so labels, foreign annotations, clusterIP(s),
-ipFamilies and everything else survive an edit; ``spec_from_service`` reads a live object back into the form.
+writes it onto a live object, changing only the owned fields so foreign annotations, clusterIP(s), ipFamilies and
+everything else survive an edit; ``spec_from_service`` reads a live object back into the form.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ LEGACY_METALLB_POOL = "metallb.universe.tf/address-pool"
 LEGACY_METALLB_IPS = "metallb.universe.tf/loadBalancerIPs"
 METALLB_KEYS = (METALLB_POOL, METALLB_IPS, LEGACY_METALLB_POOL, LEGACY_METALLB_IPS)
 DEFAULT_SESSION_TIMEOUT = 30
+
+# spec.trafficDistribution. PreferClose is the deprecated name of PreferSameZone (Kubernetes 1.33): the API server
+# still accepts it, with a warning.
+PREFER_SAME_ZONE, PREFER_SAME_NODE, PREFER_CLOSE = "PreferSameZone", "PreferSameNode", "PreferClose"
 
 # Fields that only mean something for a LoadBalancer; an edit to another type removes them.
 _LOAD_BALANCER_ONLY = (
@@ -85,6 +89,11 @@ class ServiceSpec:
     ip_family_policy: str = ""
     load_balancer_class: str = ""
     load_balancer_source_ranges: list[str] = field(default_factory=list)
+    traffic_distribution: str = ""
+    publish_not_ready_addresses: bool = False
+    # The Service's own labels. None means they were not offered (a spec not made by the form), so an edit leaves
+    # the live ones alone; the form offers every label, so an edit that does not touch them writes them unchanged.
+    labels: dict[str, str] | None = None
     # Cluster Admin only (externalIPs and ExternalName can redirect other tenants' traffic). None means the form
     # did not offer the field, so an edit leaves the live value alone.
     external_ips: list[str] | None = None
@@ -146,6 +155,10 @@ def _owned_spec(spec: ServiceSpec) -> dict[str, Any]:
         owned["internalTrafficPolicy"] = spec.internal_traffic_policy
     if spec.ip_family_policy and spec.type != EXTERNAL_NAME:
         owned["ipFamilyPolicy"] = spec.ip_family_policy
+    if spec.traffic_distribution and spec.type != EXTERNAL_NAME:
+        owned["trafficDistribution"] = spec.traffic_distribution
+    if spec.publish_not_ready_addresses and spec.type != EXTERNAL_NAME:
+        owned["publishNotReadyAddresses"] = True
     if spec.external_ips:
         owned["externalIPs"] = list(spec.external_ips)
     if spec.type == EXTERNAL_NAME:
@@ -157,6 +170,8 @@ def _owned_spec(spec: ServiceSpec) -> dict[str, Any]:
 def build_service_manifest(spec: ServiceSpec) -> dict[str, Any]:
     """A new ``v1`` Service from the form's data."""
     metadata: dict[str, Any] = {"name": spec.name, "namespace": spec.namespace}
+    if spec.labels:
+        metadata["labels"] = dict(spec.labels)
     annotations = _owned_annotations(spec)
     if annotations:
         metadata["annotations"] = annotations
@@ -181,6 +196,11 @@ def apply_to_live(live: dict[str, Any], spec: ServiceSpec, resource_version: str
     for key in METALLB_KEYS:
         kept.pop(key, None)
     metadata["annotations"] = {**kept, **_owned_annotations(spec)}
+    if spec.labels is not None:
+        if spec.labels:
+            metadata["labels"] = dict(spec.labels)
+        else:
+            metadata.pop("labels", None)
 
     target = service.setdefault("spec", {})
     previous_ports = {(p.get("port"), p.get("protocol", "TCP")): p for p in target.get("ports") or []}
@@ -207,6 +227,10 @@ def apply_to_live(live: dict[str, Any], spec: ServiceSpec, resource_version: str
             target.pop("loadBalancerSourceRanges", None)
     if spec.type != EXTERNAL_NAME:
         target.pop("externalName", None)
+    if "trafficDistribution" not in owned:
+        target.pop("trafficDistribution", None)
+    if "publishNotReadyAddresses" not in owned:
+        target.pop("publishNotReadyAddresses", None)
     if spec.external_ips is not None and not spec.external_ips:
         target.pop("externalIPs", None)
     return service
@@ -254,6 +278,9 @@ def spec_from_service(service: dict[str, Any]) -> ServiceSpec:
         ip_family_policy=body.get("ipFamilyPolicy", ""),
         load_balancer_class=body.get("loadBalancerClass", ""),
         load_balancer_source_ranges=list(body.get("loadBalancerSourceRanges") or []),
+        traffic_distribution=body.get("trafficDistribution") or "",
+        publish_not_ready_addresses=body.get("publishNotReadyAddresses") is True,
+        labels=dict(metadata.get("labels") or {}),
         external_ips=list(body.get("externalIPs") or []),
         headless=body.get("clusterIP") == "None",
         external_name=body.get("externalName", ""),

@@ -37,6 +37,9 @@ ROUND_TRIPS = [
     spec(type=m.LOAD_BALANCER, metallb_pool="public", lb_address="192.0.2.10", load_balancer_class="example.com/lb"),
     spec(type=m.LOAD_BALANCER, lb_type=m.OTHER_LB, lb_address="192.0.2.11", load_balancer_source_ranges=["10.0.0.0/8"]),
     spec(internal_traffic_policy="Local", ip_family_policy="PreferDualStack"),
+    spec(traffic_distribution=m.PREFER_SAME_NODE, publish_not_ready_addresses=True, labels={"team": "shop"}),
+    spec(type=m.NODE_PORT, traffic_distribution=m.PREFER_CLOSE, labels={"app.kubernetes.io/name": "web"}),
+    spec(type=m.LOAD_BALANCER, traffic_distribution=m.PREFER_SAME_ZONE, publish_not_ready_addresses=True),
 ]
 
 
@@ -44,8 +47,19 @@ ROUND_TRIPS = [
 def test_a_spec_survives_the_trip_to_a_manifest_and_back(original: m.ServiceSpec) -> None:
     back = m.spec_from_service(stored(m.build_service_manifest(original)))
     assert back.ports == original.ports
-    for name in ("name", "namespace", "type", "selector", "session_affinity", "annotations", "metallb_pool"):
+    for name in (
+        "name",
+        "namespace",
+        "type",
+        "selector",
+        "session_affinity",
+        "annotations",
+        "metallb_pool",
+        "traffic_distribution",
+        "publish_not_ready_addresses",
+    ):
         assert getattr(back, name) == getattr(original, name), name
+    assert back.labels == (original.labels or {})
     assert (back.lb_type, back.lb_address) == (original.lb_type, original.lb_address)
     assert back.load_balancer_source_ranges == original.load_balancer_source_ranges
 
@@ -136,3 +150,48 @@ def test_a_yaml_create_leaves_out_what_the_api_server_sets() -> None:
 )
 def test_numbers_are_ascii_digits_of_bounded_length(text: object, number: int | None) -> None:
     assert m.parse_number(text) == number
+
+
+def test_traffic_distribution_and_not_ready_addresses_are_spec_fields() -> None:
+    manifest = m.build_service_manifest(spec(traffic_distribution=m.PREFER_SAME_ZONE, publish_not_ready_addresses=True))
+    assert manifest["spec"]["trafficDistribution"] == "PreferSameZone"
+    assert manifest["spec"]["publishNotReadyAddresses"] is True
+    plain = m.build_service_manifest(spec())["spec"]
+    assert "trafficDistribution" not in plain and "publishNotReadyAddresses" not in plain
+
+
+def test_an_edit_of_a_service_with_prefer_close_keeps_it() -> None:
+    live = stored(m.build_service_manifest(spec()))
+    live["spec"]["trafficDistribution"] = m.PREFER_CLOSE
+    read_back = m.spec_from_service(live)
+    assert read_back.traffic_distribution == m.PREFER_CLOSE
+    assert m.apply_to_live(live, read_back, "41")["spec"]["trafficDistribution"] == m.PREFER_CLOSE
+
+
+def test_an_edit_that_unsets_them_or_makes_an_external_name_removes_them() -> None:
+    live = stored(
+        m.build_service_manifest(spec(traffic_distribution=m.PREFER_SAME_NODE, publish_not_ready_addresses=True))
+    )
+    for edit in (
+        spec(),
+        spec(type=m.EXTERNAL_NAME, external_name="db.example.com", traffic_distribution="PreferSameNode"),
+    ):
+        edited = m.apply_to_live(live, edit, "41")["spec"]
+        assert "trafficDistribution" not in edited and "publishNotReadyAddresses" not in edited
+
+
+def test_labels_are_written_on_create_and_replaced_on_edit() -> None:
+    assert m.build_service_manifest(spec(labels={"team": "shop"}))["metadata"]["labels"] == {"team": "shop"}
+    assert "labels" not in m.build_service_manifest(spec(labels={}))["metadata"]
+    live = stored(m.build_service_manifest(spec(labels={"team": "shop", "tier": "web"})))
+    assert m.apply_to_live(live, spec(labels={"team": "ops"}), "41")["metadata"]["labels"] == {"team": "ops"}
+    assert "labels" not in m.apply_to_live(live, spec(labels={}), "41")["metadata"]
+
+
+def test_an_edit_that_does_not_touch_labels_leaves_them_exactly_as_they_were() -> None:
+    live = stored(m.build_service_manifest(spec()))
+    live["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "Helm", "team": "shop", "kubernetes.io/x": ""}
+    as_shown = m.spec_from_service(live)  # what the edit form shows and sends back
+    assert m.apply_to_live(live, as_shown, "41")["metadata"]["labels"] == live["metadata"]["labels"]
+    not_offered = spec()  # labels None: a spec not made by the form
+    assert m.apply_to_live(live, not_offered, "41")["metadata"]["labels"] == live["metadata"]["labels"]

@@ -12,10 +12,12 @@ from services.forms import (
     MAX_ROWS,
     ServiceFormBundle,
     apply_api_errors,
+    explained_warning,
     parse_target_port,
     service_from_yaml,
     validate_label_value,
     validate_qualified_name,
+    warning_notices,
 )
 from tests.helpers import service_form
 
@@ -139,6 +141,7 @@ def test_the_spec_is_the_sections_merged() -> None:
         lb_type=m.OTHER_LB,
         lb_address="192.0.2.4",
         load_balancer_source_ranges=["10.0.0.0/8", "192.168.0.0/16"],
+        labels={},
     )
 
 
@@ -231,3 +234,145 @@ def test_the_api_servers_causes_land_on_the_fields_named_like_the_spec() -> None
     assert form.errors["session_timeout"] == ["bad timeout"]
     assert list(form.selector.non_form_errors()) == ["bad selector"]
     assert "spec.somethingNew: not on the form" in form.non_field_errors()
+
+
+# --- traffic distribution, not-ready addresses, labels, the API server's warnings --------------------------------
+
+
+def choices(form: ServiceFormBundle, name: str) -> list[str]:
+    return [value for value, _label in form[name].field.choices]
+
+
+def test_a_new_form_offers_the_current_traffic_distributions_only() -> None:
+    assert choices(ServiceFormBundle(), "traffic_distribution") == ["", m.PREFER_SAME_ZONE, m.PREFER_SAME_NODE]
+    assert "traffic_distribution" not in ServiceFormBundle().advanced.warned
+
+
+@pytest.mark.parametrize("value", ["", m.PREFER_SAME_ZONE, m.PREFER_SAME_NODE])
+def test_traffic_distribution_and_not_ready_addresses_go_into_the_spec(value: str) -> None:
+    form = bundle(service_form("web-svc", traffic_distribution=value, publish_not_ready_addresses=True))
+    assert form.is_valid(), form.errors
+    spec = form.spec("shop")
+    assert (spec.traffic_distribution, spec.publish_not_ready_addresses) == (value, True)
+
+
+def test_an_unknown_traffic_distribution_is_refused_with_a_message() -> None:
+    form = bundle(service_form("web-svc", traffic_distribution="PreferFarAway"))
+    assert not form.is_valid()
+    assert "Select a valid choice" in str(form.errors["traffic_distribution"])
+
+
+def test_an_edit_of_a_service_with_prefer_close_keeps_it_and_says_it_is_deprecated() -> None:
+    live = m.ServiceSpec(name="web", namespace="shop", selector={"app": "web"}, ports=[m.PortSpec(port=80)])
+    live.traffic_distribution = m.PREFER_CLOSE
+    shown = ServiceFormBundle(spec=live, editing=True, name="web", resource_version="7")
+    field = shown["traffic_distribution"]
+    assert field.value() == m.PREFER_CLOSE and m.PREFER_CLOSE in choices(shown, "traffic_distribution")
+    assert "deprecated" in str(dict(field.field.choices)[m.PREFER_CLOSE])
+    assert "deprecated name of PreferSameZone" in str(field.help_text)
+    assert shown.advanced.warned == ("traffic_distribution",) and shown.advanced.has_values
+    saved = bundle(
+        service_form("web", traffic_distribution=m.PREFER_CLOSE, resource_version="7"), editing=True, name="web"
+    )
+    assert saved.is_valid(), saved.errors
+    assert saved.spec("shop").traffic_distribution == m.PREFER_CLOSE
+
+
+def test_traffic_distribution_is_not_judged_for_an_external_name() -> None:
+    data = service_form(
+        "alias",
+        type=m.EXTERNAL_NAME,
+        external_name="db.example.com",
+        ports=[],
+        selector={},
+        traffic_distribution="nonsense",
+        publish_not_ready_addresses=True,
+    )
+    form = bundle(data, admin_features=True)
+    assert form.is_valid(), form.errors
+    assert form.spec("shop").traffic_distribution == "" and not form.spec("shop").publish_not_ready_addresses
+
+
+def test_labels_are_rows_whose_keys_and_values_are_label_keys_and_values() -> None:
+    form = bundle(service_form("web-svc", labels={"team": "shop", "app.kubernetes.io/part-of": "store"}))
+    assert form.is_valid(), form.errors
+    assert form.spec("shop").labels == {"team": "shop", "app.kubernetes.io/part-of": "store"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field", "message"),
+    [
+        ("my team", "shop", "key", "Use at most 63 letters, digits"),
+        ("-team", "shop", "key", "Use at most 63 letters, digits"),
+        ("Example.com/team", "shop", "key", "The prefix before '/' must be a DNS subdomain"),
+        ("team", "two words", "value", "Use at most 63 letters, digits"),
+        ("team", "-shop", "value", "starting and ending with a letter or digit"),
+        ("team", "v" * 64, "value", "Use at most 63"),
+        ("", "orphan", "key", "Give a key for this value."),
+    ],
+)
+def test_invalid_labels_are_refused_with_a_message_on_their_row(key: str, value: str, field: str, message: str) -> None:
+    form = bundle(service_form("web-svc", labels={key: value}))
+    assert not form.is_valid()
+    assert message in " ".join(form.labels.forms[0].errors[field])
+
+
+def test_a_label_key_used_twice_is_refused() -> None:
+    data = service_form("web-svc", labels={"team": "a"}) | {
+        "labels-TOTAL_FORMS": "2",
+        "labels-1-key": "team",
+        "labels-1-value": "b",
+    }
+    form = bundle(data)
+    assert not form.is_valid()
+    assert "already used by another row" in " ".join(form.labels.forms[1].errors["key"])
+
+
+def test_a_form_sent_without_label_rows_stands_for_the_labels_as_they_are() -> None:
+    live = {"team": "shop", "example.com/owner": "ops"}
+    form = bundle(service_form("web", resource_version="7"), editing=True, name="web", live_labels=live)
+    assert form.is_valid(), form.errors
+    assert form.spec("shop").labels == live
+    assert [row["key"].value() for row in form.labels.forms] == ["team", "example.com/owner"]
+    emptied = bundle(service_form("web", resource_version="7", labels={}), editing=True, name="web", live_labels=live)
+    assert emptied.is_valid() and emptied.spec("shop").labels == {}
+
+
+def test_a_form_filled_from_a_spec_shows_its_labels_and_a_new_form_has_no_label_rows() -> None:
+    original = m.ServiceSpec(name="web", namespace="shop", labels={"team": "shop"}, publish_not_ready_addresses=True)
+    form = ServiceFormBundle(spec=original)
+    assert [(row["key"].value(), row["value"].value()) for row in form.labels.forms] == [("team", "shop")]
+    assert form["publish_not_ready_addresses"].value() is True
+    assert ServiceFormBundle().labels.forms == []
+
+
+def test_the_api_servers_label_causes_land_on_the_labels() -> None:
+    form = bundle(service_form("web-svc", labels={"team": "shop"}))
+    assert form.is_valid()
+    apply_api_errors(form, [{"field": "metadata.labels", "message": "bad label"}], "refused")
+    assert list(form.labels.non_form_errors()) == ["bad label"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        (
+            'spec.trafficDistribution: "PreferClose" is deprecated; use "PreferSameZone"',
+            "spec.trafficDistribution: “PreferClose” is deprecated; use “PreferSameZone”.",
+        ),
+        (
+            "annotation service.kubernetes.io/topology-aware-hints is deprecated, please use "
+            "service.kubernetes.io/topology-mode instead",
+            "The annotation service.kubernetes.io/topology-aware-hints is deprecated; use "
+            "service.kubernetes.io/topology-mode instead.",
+        ),
+        (
+            "spec.externalIPs is deprecated and may no longer be implemented in some clusters",
+            "spec.externalIPs is deprecated and may not be implemented in some clusters.",
+        ),
+        ("something new the console has not heard of", "something new the console has not heard of"),
+    ],
+)
+def test_the_api_servers_known_warnings_are_said_in_the_users_language(sent: str, shown: str) -> None:
+    assert explained_warning(sent) == shown
+    assert warning_notices([sent]) == [f"Warning from the API server: {shown}"]
