@@ -186,3 +186,83 @@ def rss_kib(pid: int) -> int:
     if match is None:
         raise RuntimeError(f"no VmRSS for process {pid}")
     return int(match.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    # After the command: state is field 3; utime and stime are fields 14 and 15 (1-based in proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Paced:
+    """What a paced run measured: every answer's latency and status."""
+
+    pages: int
+    interval: float
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    bytes_received: int = 0
+    errors: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values()) + self.errors
+
+    def percentile(self, q: float) -> float:
+        return Load(clients=self.pages, latencies=self.latencies).percentile(q)
+
+
+def paced(
+    host: str,
+    port: int,
+    path: str,
+    *,
+    pages: int,
+    interval: float,
+    duration: float,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Paced:
+    """``pages`` open pages each asking ``path`` once every ``interval`` seconds (their first asks spread over the
+    first interval, as pages opened at different moments are), for ``duration`` seconds."""
+    result = Paced(pages=pages, interval=interval)
+    lock = threading.Lock()
+    started = time.perf_counter()
+
+    def page(index: int) -> None:
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        received = errors = 0
+        due = started + interval * index / pages
+        while True:
+            time.sleep(max(0.0, due - time.perf_counter()))
+            if time.perf_counter() - started >= duration:
+                break
+            began = time.perf_counter()
+            try:
+                status, response_headers, body = fetch(host, port, path, headers, timeout)
+            except (OSError, http.client.HTTPException):
+                errors += 1
+            else:
+                latencies.append(time.perf_counter() - began)
+                statuses[status] = statuses.get(status, 0) + 1
+                received += len(body) + sum(len(k) + len(v) + 4 for k, v in response_headers.items())
+            due += interval
+        with lock:
+            result.latencies.extend(latencies)
+            for status, count in statuses.items():
+                result.statuses[status] = result.statuses.get(status, 0) + count
+            result.bytes_received += received
+            result.errors += errors
+
+    threads = [threading.Thread(target=page, args=(i,), name=f"page-{i}", daemon=True) for i in range(pages)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.elapsed = time.perf_counter() - started
+    return result

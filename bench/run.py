@@ -26,6 +26,7 @@ import gzip
 import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -48,6 +49,8 @@ FORM_ENCODING = "application/x-www-form-urlencoded"
 SIZES = (100, 1000, 5000)
 CLUSTER = "local"
 SHARED_CLUSTER = "local-shared"
+LIVE_PAGES = 100  # open list pages for the live channel's cost
+LIVE_INTERVAL = 0.8  # seconds between an open page's polls (console.js LIVE_INTERVAL_MS)
 FILL_THREADS = 8
 # The first Service of every filled namespace: a list page without it is counted as an error.
 FIRST_ROW = b"svc-00000"
@@ -792,6 +795,45 @@ class Bench:
         self.figures["rss_kib_end"] = sum(self.worker_rss().values())
         self.details["list_requests_total"] = self.list_requests
 
+    def live_channel(self) -> None:
+        """What open list pages cost while nothing changes: each asks the list's live URL every LIVE_INTERVAL
+        seconds (what console.js does) and gets a 204; the workers' CPU time over the run, against the same window idle."""
+        from bench import httpload
+
+        status, _headers, html = httpload.fetch("127.0.0.1", self.port, self.list_path, self.cookie)
+        found = re.search(rb'data-live-url="([^"]+)"', html)
+        if status != 200 or not found:
+            raise RuntimeError("the list page has no live URL")
+        path = found.group(1).decode().replace("&amp;", "&")
+        headers = {**self.cookie, "HX-Request": "true"}
+        workers = httpload.children_of(self.server.pid)
+
+        def cpu() -> float:
+            return sum(httpload.cpu_seconds(pid) for pid in workers)
+
+        window = self.args.duration
+        idle_start = cpu()
+        time.sleep(min(window, 5.0))
+        idle = (cpu() - idle_start) / min(window, 5.0)
+        pages = LIVE_PAGES
+        log(f"live channel: {pages} open list pages polling every {LIVE_INTERVAL} s, {window:.0f} s, nothing changing")
+        before = cpu()
+        run = httpload.paced(
+            "127.0.0.1", self.port, path, pages=pages, interval=LIVE_INTERVAL, duration=window, headers=headers
+        )
+        used = cpu() - before
+        answered = sum(run.statuses.values())
+        if run.errors or run.statuses.get(204, 0) != answered:
+            raise RuntimeError(f"the live polls were not all 204: {run.statuses}, {run.errors} errors")
+        self.figures["live_pages"] = pages
+        self.figures["live_polls_per_s"] = answered / run.elapsed
+        self.figures["live_poll_p50_ms"] = run.percentile(50) * 1000
+        self.figures["live_poll_p99_ms"] = run.percentile(99) * 1000
+        self.figures["live_cpu_cores"] = used / run.elapsed
+        self.figures["live_cpu_cores_idle"] = idle
+        self.figures["live_cpu_ms_per_poll"] = used / answered * 1000 if answered else float("nan")
+        self.figures["live_bytes_per_poll"] = run.bytes_received / answered if answered else float("nan")
+
     # --- tear-down ------------------------------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -857,6 +899,7 @@ def main() -> int:
         bench.memory()
         bench.page_bytes()
         bench.concurrency()
+        bench.live_channel()
         etcd_binary = bench.plane.binaries / "etcd"
     except BaseException:
         if bench.server is not None:

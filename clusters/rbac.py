@@ -110,8 +110,10 @@ def cluster_roles() -> dict[str, list[dict]]:
         rules = _namespaced_rules(role.can_edit)
         roles[role_name(role.value)] = rules + (_CLUSTER_READS + _NAMESPACE_LIST if role.is_cluster_wide else [])
     roles[role_name("ns-member")] = list(_CLUSTER_READS)
+    # The shared informers' watches (``kube.informer``), and a namespace's labels for the MetalLB checks.
     roles[role_name("system:cache")] = [
-        {"apiGroups": [""], "resources": ["services", "namespaces", "nodes"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["services", "namespaces", "nodes"], "verbs": READ},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
     ]
     bindable = sorted([role_name(role.value) for role in Role] + [role_name("ns-member")])
     roles[role_name("system:rbac")] = [

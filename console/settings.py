@@ -237,6 +237,8 @@ KUBE_READ_TIMEOUT = env_number("CONSOLE_KUBE_READ_TIMEOUT", 5.0, minimum=0.1, ki
 CONSOLE_IDENTITY_PREFIX = os.environ.get("CONSOLE_IDENTITY_PREFIX", "console")
 if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", CONSOLE_IDENTITY_PREFIX):
     raise ImproperlyConfigured("CONSOLE_IDENTITY_PREFIX: use 1-32 lowercase letters, digits and '-'.")
+# The DNS domain of the clusters' Services (kubelet's --cluster-domain), for the name shown on a Service's page.
+CONSOLE_CLUSTER_DOMAIN = os.environ.get("CONSOLE_CLUSTER_DOMAIN", "cluster.local").strip(".") or "cluster.local"
 # A kubeconfig is a small document; anything larger is refused before it is parsed.
 KUBECONFIG_MAX_BYTES = 256 * 1024
 

@@ -69,6 +69,7 @@ class Informer:
         self._uids: set[str] = set()
         self._sorted: list[dict] | None = None
         self._resource_version = 0
+        self._content_version = 0  # the resourceVersion of the last change to the objects (bookmarks excluded)
         self._synced = False
         self._stopped = threading.Event()
         self._last_read = time.monotonic()
@@ -107,6 +108,12 @@ class Informer:
     @property
     def synced(self) -> bool:
         return self._synced
+
+    @property
+    def version(self) -> int | None:
+        """Changes whenever the objects do (not on bookmarks): what a live page compares to know whether to redraw.
+        None while the informer cannot vouch for its copy."""
+        return self._content_version if self._synced else None
 
     def stop(self) -> None:
         self._stopped.set()
@@ -182,6 +189,7 @@ class Informer:
             self._uids = {item["metadata"]["uid"] for item in items.values()}
             self._sorted = None
             self._resource_version = int(page["metadata"]["resourceVersion"])
+            self._content_version = self._resource_version
             self._synced_now()
             self.lists += 1
             if self.first_sync_seconds is None:
@@ -248,6 +256,8 @@ class Informer:
                     self._uids.discard(old["metadata"]["uid"])
                 self._sorted = None
             self._resource_version = int(metadata["resourceVersion"])
+            if kind != "BOOKMARK":
+                self._content_version = self._resource_version
             self._changed.notify_all()
 
     def _unsync(self) -> None:

@@ -17,6 +17,7 @@ from kubernetes import client
 import kube
 from kube import Kind, cluster_scoped
 from kube.informer import informers
+from services import health
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
@@ -122,18 +123,31 @@ def _schema_refusal(error: pydantic.ValidationError) -> ApiError:
     return ApiError(status=422, message=_("The Service does not match the Kubernetes schema."), causes=causes)
 
 
-def create_service(actor: kube.Actor, namespace: str, manifest: dict, *, dry_run: bool = False) -> dict:
+def create_service(
+    actor: kube.Actor, namespace: str, manifest: dict, *, dry_run: bool = False, warnings: list[str] | None = None
+) -> dict:
+    """Create (or with ``dry_run`` judge) a Service; ``warnings`` receives the API server's warnings."""
     kwargs = {"dry_run": "All"} if dry_run else {}
     try:
-        return _call(_core(actor).create_namespaced_service, namespace, manifest, **kwargs)
+        return _call(_core(actor).create_namespaced_service, namespace, manifest, warnings=warnings, **kwargs)
     except pydantic.ValidationError as error:
         raise _schema_refusal(error) from None
 
 
-def replace_service(actor: kube.Actor, namespace: str, name: str, manifest: dict, *, dry_run: bool = False) -> dict:
+def replace_service(
+    actor: kube.Actor,
+    namespace: str,
+    name: str,
+    manifest: dict,
+    *,
+    dry_run: bool = False,
+    warnings: list[str] | None = None,
+) -> dict:
+    """Replace (or with ``dry_run`` judge the replacement of) a Service; ``warnings`` receives the API server's
+    warnings."""
     kwargs = {"dry_run": "All"} if dry_run else {}
     try:
-        return _call(_core(actor).replace_namespaced_service, name, namespace, manifest, **kwargs)
+        return _call(_core(actor).replace_namespaced_service, name, namespace, manifest, warnings=warnings, **kwargs)
     except pydantic.ValidationError as error:
         raise _schema_refusal(error) from None
 
@@ -231,12 +245,15 @@ def list_pods(actor: kube.Actor, namespace: str, selector: dict[str, str], limit
 
 
 def _node_ports_only(service: dict) -> dict:
-    """What the node-port checks need of a Service anywhere in the cluster: who it is and the node ports it holds."""
+    """What the cluster-wide checks need of a Service anywhere in the cluster: who it is, the node ports it holds
+    and the load balancer addresses it was given (a MetalLB pool's free addresses)."""
     metadata = service["metadata"]
     ports = (service.get("spec") or {}).get("ports") or []
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     return {
         "metadata": {key: metadata[key] for key in ("namespace", "name", "uid", "resourceVersion") if key in metadata},
         "spec": {"ports": [{"nodePort": port["nodePort"]} for port in ports if port.get("nodePort")]},
+        "status": {"loadBalancer": {"ingress": [{"ip": i["ip"]} for i in ingress if i.get("ip")]}},
     }
 
 
@@ -355,3 +372,85 @@ def related_objects(
         else:
             related[key] = result
     return related, failure
+
+
+# --- health: EndpointSlices, MetalLB pools, and what a live page compares ------------------------------------
+
+ENDPOINT_SLICES = Kind(
+    "endpointslices",
+    lambda api_client: client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice,
+    health.slim_endpoint_slice,
+)
+
+
+def endpoint_slices(actor: kube.Actor, namespace: str) -> list[dict]:
+    """Every EndpointSlice of the namespace (slimmed): from its informer when the cluster lets the user list them
+    there, else asked live as the user. The list's health column groups them by Service."""
+    if kube.allowed(actor, "list", "endpointslices", namespace, group="discovery.k8s.io"):
+        cached = informers.snapshot(actor.cluster, ENDPOINT_SLICES, namespace)
+        if cached is not None:
+            return cached
+    discovery = client.DiscoveryV1Api(_client(actor))
+    return [health.slim_endpoint_slice(i) for i in _call(discovery.list_namespaced_endpoint_slice, namespace)["items"]]
+
+
+def ip_pools(actor: kube.Actor) -> list[dict] | None:
+    """MetalLB's IPAddressPools (name and spec), or None when the cluster has no MetalLB CRD."""
+    custom = client.CustomObjectsApi(_client(actor))
+    try:
+        result = _call(custom.list_cluster_custom_object, "metallb.io", "v1beta1", "ipaddresspools")
+    except ApiError as error:
+        if error.status == 404:
+            return None
+        raise
+    return [{"metadata": {"name": i["metadata"]["name"]}, "spec": i.get("spec") or {}} for i in result["items"]]
+
+
+def namespace_labels(actor: kube.Actor, namespace: str) -> dict[str, str]:
+    """The labels of a namespace the user may view (a MetalLB pool may select namespaces by label), read by the
+    console's cache identity: a namespace role does not include reading the namespace object itself."""
+    for item in informers.snapshot(actor.cluster, kube.NAMESPACES) or []:
+        if item["metadata"]["name"] == namespace:
+            return item["metadata"].get("labels") or {}
+    cache = client.CoreV1Api(kube.api_client_for(actor.cluster, kube.cache_identity()))
+    try:
+        return (_call(cache.read_namespace, namespace).get("metadata") or {}).get("labels") or {}
+    except ApiError:
+        return {}
+
+
+def load_balancer_addresses_in_use(actor: kube.Actor) -> frozenset[str]:
+    """Every load balancer address assigned in the cluster (from the cluster-wide Services informer, read as the
+    cache identity); only counted against a pool, never shown."""
+    services = informers.snapshot(actor.cluster, ALL_SERVICES)
+    if services is None:
+        cache = client.CoreV1Api(kube.api_client_for(actor.cluster, kube.cache_identity()))
+        services = _call(cache.list_service_for_all_namespaces)["items"]
+    return frozenset(
+        ingress["ip"]
+        for service in services
+        for ingress in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        if ingress.get("ip")
+    )
+
+
+def load_balancer_context(actor: kube.Actor, namespace: str) -> health.LoadBalancerContext:
+    return health.LoadBalancerContext(
+        pools=ip_pools(actor),
+        namespace_labels=namespace_labels(actor, namespace),
+        addresses_in_use=load_balancer_addresses_in_use(actor),
+    )
+
+
+def live_version(actor: kube.Actor, namespace: str) -> str:
+    """What an open list or detail page compares, every second, to know whether to redraw: the versions of the
+    namespace's Services and EndpointSlices informers ('' when either cannot vouch, and the page redraws). No API
+    call: the informers are the ones the page itself started, and the caller has checked the user's role."""
+    versions = []
+    for kind in (SERVICES, ENDPOINT_SLICES):
+        informer = informers.get(actor.cluster, kind, namespace)
+        version = informer.version if informer is not None else None
+        if version is None:
+            return ""
+        versions.append(str(version))
+    return "-".join(versions)

@@ -16,7 +16,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 
 from clusters.access import Access
-from services import api
+from services import api, health
 from services import manifest as m
 
 PAGE_SIZE = 20
@@ -61,6 +61,7 @@ def _own_writes(request: HttpRequest, access: Access, namespace: str) -> tuple[i
 _ROW = (
     '<tr><td class="row-name"><a href="{url}">{name}</a></td>'
     '<td data-label="{l_type}"><span class="tag">{type}</span></td>'
+    '<td data-label="{l_health}">{health}</td>'
     '<td class="mono" data-label="{l_access}">{access}</td><td class="mono" data-label="{l_ports}">{ports}</td>'
     '<td data-label="{l_selector}">{selector}</td><td data-label="{l_created}">{created}</td>'
     '<td class="row-menu">{menu}</td></tr>'
@@ -107,6 +108,11 @@ def row_labels(can_edit: bool) -> dict[str, str]:
         "l_ports": _("Ports"),
         "l_selector": _("Selector"),
         "l_created": _("Created"),
+        "l_health": _("Endpoints ready"),
+        "health_title": _("%(ready)d of %(total)d endpoints ready"),
+        "health_none": _("n/a"),
+        "health_none_title": _("Not applicable: an ExternalName Service, or no selector and no EndpointSlice"),
+        "health_unknown": _("unknown"),
     }
     if can_edit:
         labels |= {
@@ -115,11 +121,25 @@ def row_labels(can_edit: bool) -> dict[str, str]:
             "edit_yaml": _("Edit YAML"),
             "delete": _("Delete"),
         }
-    # "ago" is a format, escaped with the age filled in.
-    return {key: value if key == "ago" else escape(value) for key, value in labels.items()}
+    # "ago" and "health_title" are formats, escaped with their values filled in.
+    return {key: value if key in ("ago", "health_title") else escape(value) for key, value in labels.items()}
 
 
-def row(service: dict, node_ips: list[str], base_url: str, labels: dict[str, str]) -> dict[str, Any]:
+def health_html(service: dict, slices: list[dict] | None, labels: dict[str, str]) -> str:
+    """The health cell: ready/total endpoints ("n/a" where it has no meaning, "unknown" when the EndpointSlices
+    could not be read)."""
+    if slices is None:
+        return f'<span class="health health-unknown">{labels["health_unknown"]}</span>'
+    found = health.health(service, slices)
+    if not found.applicable:
+        return f'<span class="health health-none" title="{labels["health_none_title"]}">{labels["health_none"]}</span>'
+    title = escape(labels["health_title"] % {"ready": found.ready, "total": found.total})
+    return f'<span class="health health-{found.state}" title="{title}">{found.ready}/{found.total}</span>'
+
+
+def row(
+    service: dict, node_ips: list[str], base_url: str, labels: dict[str, str], slices: list[dict] | None = None
+) -> dict[str, Any]:
     spec, metadata = service.get("spec", {}), service["metadata"]
     name, url = metadata["name"], f"{base_url}{metadata['name']}/"
     created = metadata.get("creationTimestamp", "")
@@ -158,6 +178,7 @@ def row(service: dict, node_ips: list[str], base_url: str, labels: dict[str, str
             ports="".join(f"<div>{escape(port)}</div>" for port in row["ports"]),
             selector="".join(f'<span class="chip">{escape(s)}</span>' for s in row["selector"]) or _NO_SELECTOR,
             created=created_html(created, labels["ago"]),
+            health=health_html(service, slices, labels),
             menu=menu,
             **{key: value for key, value in labels.items() if key.startswith("l_")},
             url=safe["url"],

@@ -6,7 +6,7 @@ from django.utils.translation import gettext as _
 
 import kube
 from clusters.access import Access
-from services import api
+from services import api, health
 
 
 def node_port_problems(access: Access, namespace: str, ports: list[int], live: dict | None) -> dict[int, str]:
@@ -75,3 +75,14 @@ def selector_insight(actor: kube.Actor, namespace: str, selector: dict[str, str]
         "named_ports": sorted(named_ports),
         "clashes": clashes[:5],
     }
+
+
+def load_balancer_problems(actor: kube.Actor, namespace: str, preview: dict | None) -> list[str]:
+    """Why a LoadBalancer Service as typed would get no address (``health.load_balancer_reasons``), said before it
+    is created; nothing for another type, or when the cluster cannot be asked."""
+    if preview is None:
+        return []
+    try:
+        return health.load_balancer_reasons(preview, api.load_balancer_context(actor, namespace))
+    except (api.ApiError, kube.ClusterUnavailable):
+        return []

@@ -26,9 +26,12 @@ def _form_urls(prefix: str, route: str) -> list:
 urlpatterns = [
     path("clusters/<slug:cluster>/services/", views.pick_namespace, name="pick_namespace"),
     path(_base, views.service_list, name="list"),
+    # "_live" cannot be a Service's name (DNS labels have no "_"), so these never hide a Service's page.
+    path(f"{_base}_live/", views.service_list_live, name="list_live"),
     *_form_urls("create", f"{_base}create/"),
     path(f"{_base}create-yaml/", views.service_yaml, name="create_yaml"),
     path(f"{_base}<slug:name>/", views.service_detail, name="detail"),
+    path(f"{_base}<slug:name>/_live/", views.service_detail_live, name="detail_live"),
     *_form_urls("edit", f"{_base}<slug:name>/edit/"),
     path(f"{_base}<slug:name>/edit-yaml/", views.service_yaml, name="edit_yaml"),
     path(f"{_base}<slug:name>/delete/", views.service_delete, name="delete"),

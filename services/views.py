@@ -5,12 +5,15 @@ the YAML editor share one write path (``_write``)."""
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -26,7 +29,7 @@ import kube
 from clusters import audit
 from clusters.access import Access, cluster_for_user, namespace_access
 from clusters.models import AuditEntry
-from services import api, listing, live_checks
+from services import api, health, listing, live_checks
 from services import manifest as m
 from services.forms import (
     DNS1123_LABEL,
@@ -37,6 +40,7 @@ from services.forms import (
     SELECTOR,
     ServiceFormBundle,
     service_from_yaml,
+    warning_notices,
 )
 
 View = Callable[..., HttpResponse]
@@ -144,12 +148,19 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
     continue_token = request.GET.get("continue", "")
     error, next_token, items = "", "", []
     page = max(m.parse_number(request.GET.get("page", ""), max_digits=6) or 1, 1)
+    # Read before the rows: a change landing in between makes the next poll redraw, never miss it.
+    version = api.live_version(access.actor, namespace) if not continue_token else ""
+    slices: dict[str, list[dict]] | None = None
     try:
         items, has_next, next_token = listing.services_page(
             request, access, namespace, query, type_filter, page, continue_token
         )
         needs_nodes = any(s.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER) for s in items)
         node_ips = api.node_addresses(access.actor) if needs_nodes else []
+        try:
+            slices = health.slices_by_service(api.endpoint_slices(access.actor, namespace)) if items else {}
+        except (api.ApiError, kube.ClusterUnavailable):
+            slices = None  # the health column says "unknown"; the rest of the list stands
     except api.ApiError as failure:
         if failure.status == 410:  # the continue token expired: start again from the first page
             return redirect(reverse("services:list", args=[cluster, namespace]))
@@ -165,7 +176,17 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
         # One failed call is enough: a cluster that just failed is not asked again for its namespaces.
         "namespaces": _namespaces(access) if not request.htmx and not error else [namespace],
         "list_url": base_url,
-        "rows": [listing.row(s, node_ips, base_url, labels) for s in items],
+        "rows": [
+            listing.row(
+                s, node_ips, base_url, labels, None if slices is None else slices.get(s["metadata"]["name"], [])
+            )
+            for s in items
+        ],
+        # The open page asks every second whether the namespace changed (console.js, 10): not for a page reached
+        # through a continue token, which the API server answers once.
+        "live_url": _live_url(reverse("services:list_live", args=[cluster, namespace]), request.GET, version)
+        if not continue_token
+        else "",
         "query": query,
         "type_filter": type_filter,
         "types": m.SERVICE_TYPES,
@@ -179,6 +200,36 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
     }
     template = "services/list.html#table" if request.htmx else "services/list.html"
     return render(request, template, context)
+
+
+def _live_url(url: str, query: Any, version: str) -> str:
+    """A live region's poll URL: the page's own filters and the version it shows."""
+    kept = {key: query[key] for key in ("q", "type", "page") if query.get(key)}
+    return f"{url}?{urlencode({**kept, 'v': version})}"
+
+
+def _unchanged(request: HttpRequest, access: Access, namespace: str) -> bool:
+    """Whether a live page's version (``?v=``) is still current: its namespace's informers have seen no change, and
+    the cluster still lets the user list there (its cached review). Makes no API call while nothing changes."""
+    since = request.GET.get("v", "")
+    return bool(since) and since == api.live_version(access.actor, namespace) and _may_list(access, namespace)
+
+
+def _may_list(access: Access, namespace: str) -> bool:
+    try:
+        return kube.allowed(access.actor, "list", "services", namespace)
+    except kube.ClusterUnavailable:
+        return False
+
+
+@require_GET
+@login_required
+def service_list_live(request: HttpRequest, cluster: str, namespace: str) -> HttpResponse:
+    """An open list asking whether to redraw: 204 while nothing changed, else the table as the list draws it."""
+    access = namespace_access(request, cluster, namespace)
+    if _unchanged(request, access, namespace):
+        return HttpResponse(status=204)
+    return service_list(request, cluster, namespace)
 
 
 # --- the write path, shared by the form and the YAML editor -----------------------------------------------------
@@ -204,23 +255,27 @@ def _editor(request: HttpRequest, cluster: str, namespace: str, name: str | None
     return Editor(access, namespace, live, _form_urls(cluster, namespace, name))
 
 
-def _store(editor: Editor, body: dict, *, dry_run: bool = False) -> dict:
-    """Create or replace (with ``dry_run``: ask the API server whether it would). Raises ApiError or
-    ClusterUnavailable."""
+def _store(editor: Editor, body: dict, *, dry_run: bool = False, warnings: list[str] | None = None) -> dict:
+    """Create or replace (with ``dry_run``: ask the API server whether it would); ``warnings`` receives the API
+    server's warnings. Raises ApiError or ClusterUnavailable."""
     actor, namespace = editor.access.actor, editor.namespace
+    options = {"dry_run": dry_run, "warnings": warnings}
     if editor.live:
-        return api.replace_service(actor, namespace, body["metadata"]["name"], body, dry_run=dry_run)
-    return api.create_service(actor, namespace, body, dry_run=dry_run)
+        return api.replace_service(actor, namespace, body["metadata"]["name"], body, **options)
+    return api.create_service(actor, namespace, body, **options)
 
 
-def _write(request: HttpRequest, editor: Editor, body: dict, *, via: str) -> HttpResponse:
-    """Store the Service, note the write for the list's informer, audit it, say so and go back to the list (the
-    seed: 确定 returns to the Services list). A refusal is audited and raised (ApiError or ClusterUnavailable) for
-    the caller to show beside the input."""
+def _write(
+    request: HttpRequest, editor: Editor, body: dict, *, via: str, warnings: list[str] | None = None
+) -> HttpResponse:
+    """Store the Service, note the write for the list's informer, audit it, say so (with the API server's warnings)
+    and go back to the list (the seed: 确定 returns to the Services list). A refusal is audited and raised (ApiError
+    or ClusterUnavailable) for the caller to show beside the input, with the warnings it carried in ``warnings``."""
     name = body["metadata"]["name"]
     action = ("update" if editor.live else "create") + ("" if via == "form" else f" ({via})")
+    warnings = [] if warnings is None else warnings
     try:
-        stored = _store(editor, body)
+        stored = _store(editor, body, warnings=warnings)
     except (api.ApiError, kube.ClusterUnavailable) as error:
         if not _repeated_create(request, editor, body, action, error):
             _record(request, editor.access, editor.namespace, action, name, "failed", str(error))
@@ -230,9 +285,13 @@ def _write(request: HttpRequest, editor: Editor, body: dict, *, via: str) -> Htt
     )
     spec = stored.get("spec") or {}
     detail = f"type={spec.get('type', '')} ports={len(spec.get('ports') or [])} uid={stored['metadata']['uid']}"
+    if warnings:
+        detail += f" warnings={json.dumps(warnings, ensure_ascii=False)}"  # as the API server sent them
     _record(request, editor.access, editor.namespace, action, name, "success", detail)
     done = _("Service “%(name)s” updated.") if editor.live else _("Service “%(name)s” created.")
     messages.success(request, done % {"name": name})
+    for notice in warning_notices(warnings):
+        messages.warning(request, notice)
     return _redirect(request, reverse("services:list", args=[editor.access.cluster.name, editor.namespace]))
 
 
@@ -265,7 +324,7 @@ def _repeated_create(request: HttpRequest, editor: Editor, body: dict, action: s
         object_name=name,
         action=action,
         result=AuditEntry.Result.SUCCESS,
-        detail__endswith=f" uid={existing['metadata']['uid']}",
+        detail__contains=f" uid={existing['metadata']['uid']}",  # followed by the API server's warnings, if any
     )
     # The first request audits its success just after the API server stored the Service, which this request saw:
     # give it a moment (milliseconds in practice) to do so.
@@ -325,6 +384,8 @@ def _bundle(editor: Editor, data: Any = None, *, change: Callable | None = None)
         # Headless, ExternalName and externalIPs can capture other tenants' traffic: Cluster Admins only.
         "admin_features": editor.access.is_cluster_admin,
         "urls": editor.urls,
+        # What a POST without label rows stands for: the labels as they are.
+        "live_labels": dict((live or {}).get("metadata", {}).get("labels") or {}),
     }
     if change is not None:
         bundle = ServiceFormBundle.refreshed(data, change, **options)
@@ -354,6 +415,9 @@ def _render_form(
         "urls": editor.urls,
         "nav": "services",
         "insight": live_checks.selector_insight(editor.access.actor, editor.namespace, bundle.selector_labels()),
+        "lb_reasons": live_checks.load_balancer_problems(
+            editor.access.actor, editor.namespace, bundle.load_balancer_preview(editor.namespace)
+        ),
         **extra,
     }
     template = "services/form.html#form" if request.htmx else "services/form.html"
@@ -407,15 +471,31 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
         return _render_form(request, editor, bundle, status=422)
     body = _body(editor, bundle)
     review = request.POST.get("_action") == "review"
+    warnings: list[str] = []
     try:
         if review:
-            diff = m.yaml_diff(editor.live, _store(editor, body, dry_run=True))
-            return _render_form(request, editor, bundle, diff=diff, diff_title=_("Changes to be saved"))
-        return _write(request, editor, body, via="form")
+            diff = m.yaml_diff(editor.live, _store(editor, body, dry_run=True, warnings=warnings))
+            return _render_form(
+                request,
+                editor,
+                bundle,
+                diff=diff,
+                diff_title=_("Changes to be saved"),
+                api_warnings=warning_notices(warnings),
+            )
+        return _write(request, editor, body, via="form", warnings=warnings)
     except (api.ApiError, kube.ClusterUnavailable) as error:
         conflict = bundle.refused(error, editing=editor.live is not None)
     extra = _conflict_diff(editor, bundle) if conflict and not review else {}
-    return _render_form(request, editor, bundle, status=409 if conflict else 422, conflict=conflict, **extra)
+    return _render_form(
+        request,
+        editor,
+        bundle,
+        status=409 if conflict else 422,
+        conflict=conflict,
+        api_warnings=warning_notices(warnings),
+        **extra,
+    )
 
 
 def _conflict_diff(editor: Editor, bundle: ServiceFormBundle) -> dict[str, Any]:
@@ -446,9 +526,10 @@ def service_form_validate(request: HttpRequest, cluster: str, namespace: str, na
     editor = _editor(request, cluster, namespace, name)
     bundle = _bundle(editor, request.POST)
     verdict = ""
+    warnings: list[str] = []
     if bundle.is_valid():
         try:
-            _store(editor, _body(editor, bundle), dry_run=True)
+            _store(editor, _body(editor, bundle), dry_run=True, warnings=warnings)
             verdict = "accepted"
         except (api.ApiError, kube.ClusterUnavailable) as error:
             bundle.refused(error, editing=editor.live is not None)
@@ -469,7 +550,11 @@ def service_form_validate(request: HttpRequest, cluster: str, namespace: str, na
         ],
         "non_field_errors": bundle.non_field_errors(),
         "verdict": "refused" if taken else verdict,
+        "api_warnings": warning_notices(warnings),
         "insight": live_checks.selector_insight(editor.access.actor, namespace, bundle.selector_labels()),
+        "lb_reasons": live_checks.load_balancer_problems(
+            editor.access.actor, namespace, bundle.load_balancer_preview(namespace)
+        ),
     }
     return render(request, "services/form.html#validation", context)
 
@@ -635,21 +720,25 @@ def _render_yaml(request: HttpRequest, editor: Editor, text: str, status: int = 
 
 
 def _yaml_dry_run(request: HttpRequest, editor: Editor, document: dict, text: str) -> HttpResponse:
-    """ "Validate": the API server's verdict on a dry run, and node ports a dry run cannot judge. Nothing is
-    stored or audited."""
+    """ "Validate": the API server's verdict on a dry run (with its warnings), and node ports a dry run cannot
+    judge. Nothing is stored or audited."""
+    warnings: list[str] = []
     try:
-        _store(editor, document, dry_run=True)
+        _store(editor, document, dry_run=True, warnings=warnings)
     except api.ApiError as error:
-        return _render_yaml(request, editor, text, status=422, errors=_api_reasons(error))
+        errors = _api_reasons(error)
+        return _render_yaml(request, editor, text, status=422, errors=errors, api_warnings=warning_notices(warnings))
     except kube.ClusterUnavailable as error:
         return _render_yaml(request, editor, text, status=503, errors=[str(error)])
+    shown = warning_notices(warnings)
     node_ports = [p.get("nodePort") for p in (document.get("spec") or {}).get("ports") or []]
     wanted = [p for p in node_ports if isinstance(p, int) and not isinstance(p, bool)]
     problems = live_checks.node_port_problems(editor.access, editor.namespace, wanted, editor.live)
     if problems:
         errors = [f"spec.ports[{i}].nodePort: {problems[p]}" for i, p in enumerate(node_ports) if p in problems]
-        return _render_yaml(request, editor, text, status=422, errors=errors)
-    return _render_yaml(request, editor, text, accepted=_("The API server accepts this Service (dry run)."))
+        return _render_yaml(request, editor, text, status=422, errors=errors, api_warnings=shown)
+    accepted = _("The API server accepts this Service (dry run).")
+    return _render_yaml(request, editor, text, accepted=accepted, api_warnings=shown)
 
 
 def _api_reasons(error: api.ApiError) -> list[str]:
@@ -677,11 +766,13 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
         return _render_yaml(request, editor, text, status=422, errors=[str(error)])
     if dry_run:
         return _yaml_dry_run(request, editor, document, text)
+    warnings: list[str] = []
     try:
-        return _write(request, editor, document, via="yaml")
+        return _write(request, editor, document, via="yaml", warnings=warnings)
     except api.ApiError as error:
         status = error.status if error.status in (409, 422) else 422
-        return _render_yaml(request, editor, text, status=status, errors=_api_reasons(error))
+        shown = warning_notices(warnings)
+        return _render_yaml(request, editor, text, status=status, errors=_api_reasons(error), api_warnings=shown)
     except kube.ClusterUnavailable as error:
         return _render_yaml(request, editor, text, status=503, errors=[str(error)])
 
@@ -694,6 +785,7 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
 @answers_failures
 def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str) -> HttpResponse:
     access = namespace_access(request, cluster, namespace)
+    version = api.live_version(access.actor, namespace)  # before the reads, as the list does
     service = get_service_or_gone(access, namespace, name)
     body = service.get("spec", {})
     related, related_error = api.related_objects(
@@ -703,22 +795,46 @@ def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str
         body.get("selector") or {},
         with_nodes=body.get("type") in (m.NODE_PORT, m.LOAD_BALANCER),
     )
+    pending = m.load_balancer_pending(service)
+    lb_reasons: list[str] = []
+    if pending:
+        try:
+            lb_reasons = health.load_balancer_reasons(service, api.load_balancer_context(access.actor, namespace))
+        except (api.ApiError, kube.ClusterUnavailable) as error:
+            related_error = related_error or str(error)
     context = {
         "access": access,
         "namespace": namespace,
         "service": service,
         "spec": m.spec_from_service(service),
         "addresses": m.access_addresses(service, related["node_ips"]),
-        "pending": m.load_balancer_pending(service),
+        "pending": pending,
+        "lb_reasons": lb_reasons,
+        "dns_name": health.dns_name(service, settings.CONSOLE_CLUSTER_DOMAIN),
+        "health": health.health(service, related["slices"]),
+        "traffic": health.traffic(service, related["pods"], related["slices"]),
         "yaml": m.yaml_of(service),
         "can_edit": access.can_edit(namespace),
         # The list's Delete link without scripts: the page opens with its delete confirmation shown.
         "confirm_delete": "delete" in request.GET,
         "related_error": related_error,
+        "live_url": _live_url(reverse("services:detail_live", args=[cluster, namespace, name]), {}, version),
         "nav": "services",
         **related,
     }
-    return render(request, "services/detail.html", context)
+    template = "services/detail.html#live" if request.htmx else "services/detail.html"
+    return render(request, template, context)
+
+
+@require_GET
+@login_required
+def service_detail_live(request: HttpRequest, cluster: str, namespace: str, name: str) -> HttpResponse:
+    """An open Service page asking whether to redraw: 204 while its namespace's Services and EndpointSlices are
+    unchanged, else its live part drawn afresh (a Service deleted meanwhile sends the page back to the list)."""
+    access = namespace_access(request, cluster, namespace)
+    if _unchanged(request, access, namespace):
+        return HttpResponse(status=204)
+    return service_detail(request, cluster, namespace, name)
 
 
 @require_POST

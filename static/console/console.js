@@ -128,6 +128,9 @@
       return;
     }
     var detail = event.detail || {};
+    if (detail.elt instanceof Element && detail.elt.hasAttribute("data-live-url")) {
+      return; // a live page's poll that failed is simply asked again a second later (10, below)
+    }
     var xhr = detail.xhr;
     var status = xhr && xhr.status ? xhr.status : 0;
     var texts = (doc.body && doc.body.dataset) || {};
@@ -385,6 +388,34 @@
     upgradeDialogs(doc.body); // the workload picker, or a delete confirmation opened by a link (?delete)
     restoreDraft();
   }
+
+  /* 10: live pages. A region with data-live-url (the Services list's table, a Service's details) asks every 0.8 s
+     whether what it shows changed: the server answers 204 when nothing did (nothing is swapped), else the region
+     drawn afresh. It waits while the tab is hidden, a menu or dialog is open, or the focus is inside the region,
+     so an update never closes what the user opened or moves their place; it catches up as soon as they are done. */
+  var LIVE_INTERVAL_MS = 800; // a change shows within a second: the poll's interval plus one short request
+
+  function pollLiveRegions() {
+    if (doc.visibilityState !== "visible" || typeof window.htmx === "undefined" || doc.querySelector("dialog[open]")) {
+      return;
+    }
+    var regions = doc.querySelectorAll("[data-live-url]");
+    for (var i = 0; i < regions.length; i++) {
+      var region = regions[i];
+      if (region.hasAttribute("data-live-pending") || region.querySelector("details[open]") || region.contains(doc.activeElement)) {
+        continue;
+      }
+      region.setAttribute("data-live-pending", "");
+      var done = (function (element) {
+        return function () {
+          element.removeAttribute("data-live-pending");
+        };
+      })(region);
+      window.htmx.ajax("GET", region.getAttribute("data-live-url"), { source: region, target: region, swap: "outerHTML" }).then(done, done);
+    }
+  }
+
+  window.setInterval(pollLiveRegions, LIVE_INTERVAL_MS);
 
   // After htmx has set itself up (this script is deferred after it, so DOMContentLoaded is still to come).
   if (doc.readyState === "complete") {

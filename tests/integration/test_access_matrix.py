@@ -43,6 +43,9 @@ EXPECTED: dict[str, dict[str, list]] = {
     "services:pick_namespace": {"GET": ["login", 404, 302, 302, 302, 302, 302, 302]},
     "services:list": {"GET": VIEW},
     "services:detail": {"GET": VIEW},
+    # A live page's poll, without a version: the region drawn (a 204 needs the version the page showed).
+    "services:list_live": {"GET": VIEW},
+    "services:detail_live": {"GET": VIEW},
     "services:create": {"GET": WRITE, "POST": FORM_POST},
     # The posted YAML names the existing "probe": creating it again is a 409; replacing it without the
     # resourceVersion it started from is refused (422), never written last-write-wins.

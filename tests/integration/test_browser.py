@@ -1,9 +1,13 @@
 """Real-browser flows: Debian's headless Chromium driven by Playwright against a live console and the real API
-server, once in English and once in Chinese. Screenshots of the main pages land in artifacts/screenshots/."""
+server, once in English and once in Chinese, and open pages that follow changes made elsewhere. Screenshots of the
+main pages land in artifacts/screenshots/."""
 
 from __future__ import annotations
 
 import os
+import re
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +17,7 @@ from kubernetes import client as k8s
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from clusters.models import AuditEntry, Cluster, Role
-from tests.helpers import create_deployment
+from tests.helpers import create_deployment, make_node, run_pod, set_pod_ready
 
 pytestmark = [pytest.mark.cluster, pytest.mark.browser]
 
@@ -513,3 +517,101 @@ def test_the_small_rules_of_the_form_in_the_browser(
     service = k8s.CoreV1Api(admin_api).read_namespaced_service("small-rules", namespace)
     assert service.spec.session_affinity == "None" and service.spec.session_affinity_config is None
     page.context.close()
+
+
+# --- issue 15: open pages that follow the cluster ------------------------------------------------------------------
+
+
+def slice_ready(admin_api: k8s.ApiClient, namespace: str, service: str) -> int:
+    slices = k8s.DiscoveryV1Api(admin_api).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={service}"
+    )
+    return sum(1 for s in slices.items for e in s.endpoints or [] if e.conditions and e.conditions.ready)
+
+
+@pytest.fixture
+def two_pods(admin_api: k8s.ApiClient, namespace: str) -> str:
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    make_node(admin_api, node)
+    k8s.CoreV1Api(admin_api).create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]},
+        },
+    )
+    run_pod(admin_api, namespace, "web-a", {"app": "web"}, node=node)
+    run_pod(admin_api, namespace, "web-b", {"app": "web"}, node=node, ready=False)
+    deadline = time.monotonic() + 15
+    while slice_ready(admin_api, namespace, "web") != 1:
+        assert time.monotonic() < deadline, "no EndpointSlice from the controller"
+        time.sleep(0.05)
+    return "web"
+
+
+@pytest.fixture
+def page(browser: Browser, console: dict) -> Iterator[Page]:
+    """An English page signed in as the editor; closed even when the test fails, so it stops polling."""
+    opened = open_page(browser, "en")
+    log_in(opened, console["url"], "editor")
+    yield opened
+    opened.context.close()
+
+
+def health_of(page, service: str):
+    return page.locator(f'#service-table tr:has(a[href$="/{service}/"]) .health')
+
+
+def test_a_pod_made_ready_elsewhere_shows_in_the_open_list_within_a_second(
+    page: Page,
+    console: dict,
+    two_pods: str,
+    admin_api: k8s.ApiClient,
+    namespace: str,
+) -> None:
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(console["services"])
+    expect(health_of(page, two_pods)).to_have_text("1/2")
+    page.fill("#search", "we")  # the user's place: a filter typed, kept across updates
+    expect(page).to_have_url(re.compile(r"\?q=we"))
+    time.sleep(1.0)  # the page has polled and settled
+
+    set_pod_ready(admin_api, namespace, "web-b", True)
+    changed = time.monotonic()
+    while slice_ready(admin_api, namespace, two_pods) != 2:
+        assert time.monotonic() - changed < 10, "the controller did not update the EndpointSlice"
+        time.sleep(0.01)
+    sliced = time.monotonic()
+    expect(health_of(page, two_pods)).to_have_text("2/2", timeout=5_000)
+    shown = time.monotonic()
+    print(
+        f"live list: EndpointSlice updated {1000 * (sliced - changed):.0f} ms after the pod, "
+        f"page {1000 * (shown - sliced):.0f} ms after the EndpointSlice"
+    )
+    assert shown - sliced < 1.0, f"the open list took {shown - sliced:.2f} s after the EndpointSlice changed"
+    expect(page.locator("#search")).to_have_value("we")
+    assert errors == []
+
+
+def test_an_open_row_menu_is_not_closed_by_an_update(
+    page: Page,
+    console: dict,
+    two_pods: str,
+    admin_api: k8s.ApiClient,
+    namespace: str,
+) -> None:
+    page.goto(console["services"])
+    expect(health_of(page, two_pods)).to_have_text("1/2")
+    menu = page.locator(f'#service-table tr:has(a[href$="/{two_pods}/"]) details.menu')
+    menu.locator("summary").click()
+    expect(menu).to_have_attribute("open", "")
+
+    set_pod_ready(admin_api, namespace, "web-b", True)
+    time.sleep(2.0)  # updates would have come by now
+    expect(menu).to_have_attribute("open", "")  # still open: the update waits
+    expect(health_of(page, two_pods)).to_have_text("1/2")
+
+    page.mouse.click(5, 5)  # the menu closes; the update follows
+    page.locator("h1").click()
+    expect(health_of(page, two_pods)).to_have_text("2/2", timeout=3_000)
