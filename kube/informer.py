@@ -69,7 +69,7 @@ class Informer:
         self._uids: set[str] = set()
         self._sorted: list[dict] | None = None
         self._resource_version = 0
-        self._content_version = 0  # the resourceVersion of the last change to the objects (bookmarks excluded)
+        self._version: str | None = None  # see ``version``; None until asked after a change
         self._synced = False
         self._stopped = threading.Event()
         self._last_read = time.monotonic()
@@ -110,10 +110,21 @@ class Informer:
         return self._synced
 
     @property
-    def version(self) -> int | None:
-        """Changes whenever the objects do (not on bookmarks): what a live page compares to know whether to redraw.
-        None while the informer cannot vouch for its copy."""
-        return self._content_version if self._synced else None
+    def version(self) -> str | None:
+        """Changes whenever the objects do: what a live page compares to know whether to redraw. None while the
+        informer cannot vouch for its copy.
+
+        It is the highest resourceVersion among the objects and their number. An add or a change brings a
+        resourceVersion higher than any before it, and a delete lowers the number, so every change moves it; and it
+        depends on the objects only, so each worker process's informer of the same namespace gives the same
+        answer (the list's own resourceVersion would not: it follows every write in the cluster)."""
+        with self._changed:
+            if not self._synced:
+                return None
+            if self._version is None:
+                newest = max((int(item["metadata"]["resourceVersion"]) for item in self._items.values()), default=0)
+                self._version = f"{newest}.{len(self._items)}"
+            return self._version
 
     def stop(self) -> None:
         self._stopped.set()
@@ -189,7 +200,7 @@ class Informer:
             self._uids = {item["metadata"]["uid"] for item in items.values()}
             self._sorted = None
             self._resource_version = int(page["metadata"]["resourceVersion"])
-            self._content_version = self._resource_version
+            self._version = None
             self._synced_now()
             self.lists += 1
             if self.first_sync_seconds is None:
@@ -257,7 +268,7 @@ class Informer:
                 self._sorted = None
             self._resource_version = int(metadata["resourceVersion"])
             if kind != "BOOKMARK":
-                self._content_version = self._resource_version
+                self._version = None
             self._changed.notify_all()
 
     def _unsync(self) -> None:

@@ -158,7 +158,7 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
         needs_nodes = any(s.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER) for s in items)
         node_ips = api.node_addresses(access.actor) if needs_nodes else []
         try:
-            slices = health.slices_by_service(api.endpoint_slices(access.actor, namespace)) if items else {}
+            slices = api.endpoint_slices_by_service(access.actor, namespace) if items else {}
         except (api.ApiError, kube.ClusterUnavailable):
             slices = None  # the health column says "unknown"; the rest of the list stands
     except api.ApiError as failure:

@@ -320,3 +320,35 @@ def test_a_cluster_wide_informer_keeps_equal_names_from_different_namespaces(
     eventually(lambda: holders() == ports)  # both, not the second in place of the first
     core.delete_namespaced_service("same", other)
     eventually(lambda: holders() == {first.spec.ports[0].node_port: namespace})
+
+
+def test_the_version_a_live_page_compares_depends_on_the_objects_only(
+    cluster: Cluster, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    """Two worker processes each hold an informer of the namespace, listed at different moments: a page drawn by
+    one and polled on the other must be told "unchanged" while nothing in the namespace changed, whatever was
+    written elsewhere in the cluster meanwhile; and every change in the namespace moves the version."""
+    create(admin_api, namespace, "a")
+    create(admin_api, namespace, "b")
+    first = informer_of(cluster, namespace)
+    eventually(lambda: first.synced)
+    k8s.CoreV1Api(admin_api).create_namespaced_config_map(namespace, {"metadata": {"name": "elsewhere"}})
+    second = informer_module.Informer(
+        kube.watch_client_for(cluster, kube.cache_identity()), namespace, api.SERVICES.lister, api.SERVICES.slim
+    )
+    try:
+        eventually(lambda: second.synced)
+        assert first.version == second.version
+        seen = {first.version}
+        for change in (
+            lambda: create(admin_api, namespace, "c"),
+            lambda: k8s.CoreV1Api(admin_api).patch_namespaced_service(
+                "a", namespace, {"metadata": {"labels": {"x": "y"}}}
+            ),
+            lambda: k8s.CoreV1Api(admin_api).delete_namespaced_service("b", namespace),
+        ):
+            change()
+            eventually(lambda: first.version not in seen and second.version == first.version)
+            seen.add(first.version)
+    finally:
+        second.stop()
