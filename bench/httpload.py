@@ -94,7 +94,7 @@ def run(
         with lock:
             return next(tickets, None) is not None
 
-    def client() -> None:
+    def client(_index: int) -> None:
         connection = http.client.HTTPConnection(host, port, timeout=timeout)
         latencies: list[float] = []
         errors: list[str] = []
@@ -123,13 +123,18 @@ def run(
                 result.errors += len(errors)
                 result.error_examples.extend(errors[: max(0, 5 - len(result.error_examples))])
 
-    threads = [threading.Thread(target=client, name=f"load-{i}", daemon=True) for i in range(clients)]
+    _all_at_once(client, clients, "load")
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def _all_at_once(target, count: int, name: str) -> None:
+    """Run ``target(i)`` for i in range(count), each in a thread of its own, and wait for them all."""
+    threads = [threading.Thread(target=target, args=(i,), name=f"{name}-{i}", daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    result.elapsed = time.perf_counter() - started
-    return result
 
 
 # --- the page's assets ---------------------------------------------------------------------------------------------
@@ -259,10 +264,6 @@ def paced(
             result.bytes_received += received
             result.errors += errors
 
-    threads = [threading.Thread(target=page, args=(i,), name=f"page-{i}", daemon=True) for i in range(pages)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _all_at_once(page, pages, "page")
     result.elapsed = time.perf_counter() - started
     return result

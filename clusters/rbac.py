@@ -207,10 +207,15 @@ def _where(binding: dict) -> str:
 
 
 class _Bindings:
-    """The RBAC calls of a sync, made as the console's ``rbac`` identity."""
+    """Role bindings created, replaced and deleted: by a sync (``as_rbac``, the console's ``rbac`` identity), and by
+    the set-up (with the administrator's client)."""
 
-    def __init__(self, cluster: Cluster, request_id: str = "") -> None:
-        self.rbac = client.RbacAuthorizationV1Api(kube.api_client_for(cluster, kube.rbac_identity(request_id)))
+    def __init__(self, rbac: client.RbacAuthorizationV1Api) -> None:
+        self.rbac = rbac
+
+    @classmethod
+    def as_rbac(cls, cluster: Cluster, request_id: str = "") -> _Bindings:
+        return cls(client.RbacAuthorizationV1Api(kube.api_client_for(cluster, kube.rbac_identity(request_id))))
 
     def existing(self, selector: str) -> list[dict]:
         found = []
@@ -315,7 +320,7 @@ def sync_grant(grant: Grant, request_id: str = "") -> SyncResult:
     result = SyncResult()
     if not grant.cluster.impersonates:
         return result
-    bindings = _Bindings(grant.cluster, request_id)
+    bindings = _Bindings.as_rbac(grant.cluster, request_id)
     try:
         existing = bindings.existing(_selector(grant.cluster, grant.pk))
     except kube.ApiError as error:
@@ -329,7 +334,7 @@ def remove_grant(cluster: Cluster, grant_pk: int, request_id: str = "") -> SyncR
     result = SyncResult()
     if not cluster.impersonates:
         return result
-    bindings = _Bindings(cluster, request_id)
+    bindings = _Bindings.as_rbac(cluster, request_id)
     try:
         _reconcile(bindings, [], bindings.existing(_selector(cluster, grant_pk)), result)
     except kube.ApiError as error:
@@ -342,7 +347,7 @@ def sync_cluster(cluster: Cluster, request_id: str = "") -> SyncResult:
     result = SyncResult()
     if not cluster.impersonates:
         return result
-    bindings = _Bindings(cluster, request_id)
+    bindings = _Bindings.as_rbac(cluster, request_id)
     grants = Grant.objects.filter(cluster=cluster).select_related("user", "group", "cluster")
     desired = [binding for grant in grants for binding in desired_bindings(grant)]
     try:
@@ -365,17 +370,18 @@ class SetUp:
     version: str
 
 
-def _apply(create, replace, read, body: dict) -> None:
-    """Create the cluster-scoped object ``body``, or replace what is there under its name."""
+def _apply_cluster_role(rbac: client.RbacAuthorizationV1Api, body: dict) -> None:
+    """Create the ClusterRole ``body``, or replace the one of its name."""
     name = body["metadata"]["name"]
     try:
-        kube.call(create, body)
+        kube.call(rbac.create_cluster_role, body)
     except kube.ApiError as error:
         if error.status != 409:
             raise
-        current = kube.call(read, name)
-        version = current["metadata"]["resourceVersion"]
-        kube.call(replace, name, {**body, "metadata": {**body["metadata"], "resourceVersion": version}})
+        version = kube.call(rbac.read_cluster_role, name)["metadata"]["resourceVersion"]
+        kube.call(
+            rbac.replace_cluster_role, name, {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+        )
 
 
 def _cluster_role_binding(name: str, role: str, subject: dict) -> dict:
@@ -416,7 +422,7 @@ def set_up(admin: kube.Credentials) -> SetUp:
                 raise
         for name, rules in cluster_roles().items():
             body = {"metadata": {"name": name, "labels": {**MANAGED_BY, PREFIX_LABEL: kube.prefix()}}, "rules": rules}
-            _apply(rbac.create_cluster_role, rbac.replace_cluster_role, rbac.read_cluster_role, body)
+            _apply_cluster_role(rbac, body)
         service_account = {"kind": "ServiceAccount", "name": account, "namespace": SERVICE_ACCOUNT_NAMESPACE}
         user = {"kind": "User", "apiGroup": RBAC_GROUP}
         static = {
@@ -428,14 +434,9 @@ def set_up(admin: kube.Credentials) -> SetUp:
                 {"kind": "Group", "apiGroup": RBAC_GROUP, "name": superusers_group()},
             ),
         }
+        bindings = _Bindings(rbac)
         for name, (role, subject) in static.items():
-            body = _cluster_role_binding(name, role, subject)
-            _apply(
-                rbac.create_cluster_role_binding,
-                rbac.replace_cluster_role_binding,
-                rbac.read_cluster_role_binding,
-                body,
-            )
+            bindings.create(_cluster_role_binding(name, role, subject))
         token = kube.call(
             core.create_namespaced_service_account_token,
             account,
@@ -452,20 +453,10 @@ def set_up(admin: kube.Credentials) -> SetUp:
         shared = [f"{account}-shared-{suffix}" for suffix in ("roles", "cache")]
         if can_impersonate(credentials):
             for name in shared:  # left from an earlier set-up in the shared mode
-                try:
-                    kube.call(rbac.delete_cluster_role_binding, name)
-                except kube.ApiError as error:
-                    if error.status != 404:
-                        raise
+                bindings.delete({"kind": "ClusterRoleBinding", "metadata": {"name": name}})
             return SetUp(credentials, Cluster.IdentityMode.IMPERSONATE, Cluster.IdentityReason.SET_UP, version)
         for name, role in zip(shared, (role_name(Role.CLUSTER_ADMIN.value), role_name("system:cache")), strict=True):
-            body = _cluster_role_binding(name, role, service_account)
-            _apply(
-                rbac.create_cluster_role_binding,
-                rbac.replace_cluster_role_binding,
-                rbac.read_cluster_role_binding,
-                body,
-            )
+            bindings.create(_cluster_role_binding(name, role, service_account))
         reason = Cluster.IdentityReason.NO_CONSTRAINED_IMPERSONATION
         return SetUp(credentials, Cluster.IdentityMode.SHARED, reason, version)
     finally:

@@ -466,7 +466,7 @@ def list_namespaces(actor: Actor) -> list[str]:
     try:
         result = call(client.CoreV1Api(api_client_for(cluster, actor.identity)).list_namespace)
     except ApiError as error:
-        if error.status == 403 and cluster.impersonates:
-            raise ClusterUnavailable(refusal_message()) from None
+        if error.status == 403 and cluster.impersonates:  # the user's refusal, already said in words
+            raise ClusterUnavailable(error.message) from None
         raise ClusterUnavailable(unavailable_message(ApiException(status=error.status))) from None
     return sorted(item["metadata"]["name"] for item in result["items"])

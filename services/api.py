@@ -221,19 +221,6 @@ def workload_selector(actor: kube.Actor, namespace: str, kind: str, name: str) -
     return dict(((item.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
 
 
-def list_ip_pools(actor: kube.Actor) -> list[str] | None:
-    """MetalLB IPAddressPool names, or None when the cluster has no MetalLB CRD (every role may read the pools:
-    ``clusters.rbac``)."""
-    custom = client.CustomObjectsApi(_client(actor))
-    try:
-        result = _call(custom.list_cluster_custom_object, "metallb.io", "v1beta1", "ipaddresspools")
-    except ApiError as error:
-        if error.status == 404:
-            return None
-        raise
-    return sorted({item["metadata"]["name"] for item in result["items"]})
-
-
 def list_pods(actor: kube.Actor, namespace: str, selector: dict[str, str], limit: int = 100) -> tuple[list[dict], int]:
     """Pods matching a selector (at most ``limit``) and how many match in all."""
     if not selector:
@@ -244,7 +231,7 @@ def list_pods(actor: kube.Actor, namespace: str, selector: dict[str, str], limit
     return result["items"], len(result["items"]) + remaining
 
 
-def _node_ports_only(service: dict) -> dict:
+def _held_ports_and_addresses(service: dict) -> dict:
     """What the cluster-wide checks need of a Service anywhere in the cluster: who it is, the node ports it holds
     and the load balancer addresses it was given (a MetalLB pool's free addresses)."""
     metadata = service["metadata"]
@@ -257,7 +244,9 @@ def _node_ports_only(service: dict) -> dict:
     }
 
 
-ALL_SERVICES = Kind("all-services", cluster_scoped(lambda core: core.list_service_for_all_namespaces), _node_ports_only)
+ALL_SERVICES = Kind(
+    "all-services", cluster_scoped(lambda core: core.list_service_for_all_namespaces), _held_ports_and_addresses
+)
 
 
 def node_ports_in_use(actor: kube.Actor) -> dict[int, tuple[str, str]]:
@@ -413,7 +402,8 @@ def endpoint_slices_by_service(actor: kube.Actor, namespace: str) -> dict[str, l
 
 
 def ip_pools(actor: kube.Actor) -> list[dict] | None:
-    """MetalLB's IPAddressPools (name and spec), or None when the cluster has no MetalLB CRD."""
+    """MetalLB's IPAddressPools (name and spec), or None when the cluster has no MetalLB CRD (every role may read
+    the pools: ``clusters.rbac``). Their names are the form's pool choices; the pools explain a pending address."""
     custom = client.CustomObjectsApi(_client(actor))
     try:
         result = _call(custom.list_cluster_custom_object, "metallb.io", "v1beta1", "ipaddresspools")
@@ -452,9 +442,10 @@ def load_balancer_addresses_in_use(actor: kube.Actor) -> frozenset[str]:
     )
 
 
-def load_balancer_context(actor: kube.Actor, namespace: str) -> health.LoadBalancerContext:
+def load_balancer_context(actor: kube.Actor, namespace: str, pools: list[dict] | None) -> health.LoadBalancerContext:
+    """What explains a pending address in ``namespace``, with MetalLB's ``pools`` (``ip_pools``) as read already."""
     return health.LoadBalancerContext(
-        pools=ip_pools(actor),
+        pools=pools,
         namespace_labels=namespace_labels(actor, namespace),
         addresses_in_use=load_balancer_addresses_in_use(actor),
     )

@@ -746,6 +746,7 @@ class ServiceFormBundle:
         self.basics.service_type = self.service_type
         options["service_type"] = self.service_type
         self.traffic = TrafficForm(*bound, **options)
+        self.metallb_pools: list[dict] | None = None  # ``offer_ip_pools``
         self.affinity = AffinityForm(*bound, **options)
         self.advanced = AdvancedForm(*bound, editing=editing, admin_features=admin_features, **options)
         self.sections: tuple[Section, ...] = (self.basics, self.traffic, self.affinity, self.advanced)
@@ -788,8 +789,11 @@ class ServiceFormBundle:
             refreshed.notices = [RowFormSet.default_error_messages["too_many_forms"] % {"num": MAX_ROWS}]
         return refreshed
 
-    def offer_ip_pools(self, pools: list[str] | None) -> None:
-        self.traffic.offer_ip_pools(pools)
+    def offer_ip_pools(self, pools: list[dict] | None) -> None:
+        """MetalLB's pools (``services.api.ip_pools``; None: no MetalLB): their names are the pool field's choices,
+        and the pools themselves explain an address that would stay pending."""
+        self.metallb_pools = pools
+        self.traffic.offer_ip_pools(None if pools is None else sorted({p["metadata"]["name"] for p in pools}))
 
     def is_valid(self) -> bool:
         # Evaluate every part so every error is shown at once.

@@ -194,19 +194,27 @@ def _label_selector_matches(selector: dict, labels: dict[str, str]) -> bool:
     return True
 
 
-def pool_size(pool: dict) -> int:
-    """How many addresses an IPAddressPool holds (CIDRs and "a-b" ranges; what cannot be read counts 0)."""
-    total = 0
+def _pool_ranges(pool: dict) -> list[tuple[int, int, int]]:
+    """An IPAddressPool's addresses as (IP version, first, last) integer ranges, from its CIDRs and "a-b" ranges;
+    an entry that cannot be read is left out."""
+    ranges = []
     for entry in (pool.get("spec") or {}).get("addresses") or []:
         try:
             if "-" in entry:
                 first, last = (ipaddress.ip_address(part.strip()) for part in entry.split("-", 1))
-                total += max(int(last) - int(first) + 1, 0)
+                if first.version == last.version and int(first) <= int(last):
+                    ranges.append((first.version, int(first), int(last)))
             else:
-                total += ipaddress.ip_network(entry.strip(), strict=False).num_addresses
+                network = ipaddress.ip_network(entry.strip(), strict=False)
+                ranges.append((network.version, int(network.network_address), int(network.broadcast_address)))
         except ValueError:
             continue
-    return total
+    return ranges
+
+
+def pool_size(pool: dict) -> int:
+    """How many addresses an IPAddressPool holds."""
+    return sum(last - first + 1 for _version, first, last in _pool_ranges(pool))
 
 
 def pool_contains(pool: dict, address: str) -> bool:
@@ -214,17 +222,9 @@ def pool_contains(pool: dict, address: str) -> bool:
         wanted = ipaddress.ip_address(address.strip())
     except ValueError:
         return False
-    for entry in (pool.get("spec") or {}).get("addresses") or []:
-        try:
-            if "-" in entry:
-                first, last = (ipaddress.ip_address(part.strip()) for part in entry.split("-", 1))
-                if first.version == wanted.version and int(first) <= int(wanted) <= int(last):
-                    return True
-            elif wanted in ipaddress.ip_network(entry.strip(), strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+    return any(
+        version == wanted.version and first <= int(wanted) <= last for version, first, last in _pool_ranges(pool)
+    )
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from django.utils.translation import gettext as _
 import kube
 from clusters.access import Access
 from services import api, health
+from services.forms import ServiceFormBundle
 
 
 def node_port_problems(access: Access, namespace: str, ports: list[int], live: dict | None) -> dict[int, str]:
@@ -77,12 +78,15 @@ def selector_insight(actor: kube.Actor, namespace: str, selector: dict[str, str]
     }
 
 
-def load_balancer_problems(actor: kube.Actor, namespace: str, preview: dict | None) -> list[str]:
-    """Why a LoadBalancer Service as typed would get no address (``health.load_balancer_reasons``), said before it
-    is created; nothing for another type, or when the cluster cannot be asked."""
+def load_balancer_problems(actor: kube.Actor, namespace: str, bundle: ServiceFormBundle) -> list[str]:
+    """Why the LoadBalancer Service as typed would get no address (``health.load_balancer_reasons``), said before it
+    is created, with the MetalLB pools the form already read; nothing for another type, or when the cluster cannot
+    be asked."""
+    preview = bundle.load_balancer_preview(namespace)
     if preview is None:
         return []
     try:
-        return health.load_balancer_reasons(preview, api.load_balancer_context(actor, namespace))
+        context = api.load_balancer_context(actor, namespace, bundle.metallb_pools)
     except (api.ApiError, kube.ClusterUnavailable):
         return []
+    return health.load_balancer_reasons(preview, context)

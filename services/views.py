@@ -142,7 +142,12 @@ def pick_namespace(request: HttpRequest, cluster: str) -> HttpResponse:
 @login_required
 @vary_on_headers("HX-Request")
 def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResponse:
-    access = namespace_access(request, cluster, namespace)
+    return _list(request, namespace_access(request, cluster, namespace), namespace)
+
+
+def _list(request: HttpRequest, access: Access, namespace: str) -> HttpResponse:
+    """The list page (its table under HTMX) for a user whose role was checked."""
+    cluster = access.cluster.name
     query, type_filter = request.GET.get("q", "").strip(), request.GET.get("type", "")
     type_filter = type_filter if type_filter in m.SERVICE_TYPES else ""
     continue_token = request.GET.get("continue", "")
@@ -229,7 +234,7 @@ def service_list_live(request: HttpRequest, cluster: str, namespace: str) -> Htt
     access = namespace_access(request, cluster, namespace)
     if _unchanged(request, access, namespace):
         return HttpResponse(status=204)
-    return service_list(request, cluster, namespace)
+    return _list(request, access, namespace)
 
 
 # --- the write path, shared by the form and the YAML editor -----------------------------------------------------
@@ -398,7 +403,7 @@ def _bundle(editor: Editor, data: Any = None, *, change: Callable | None = None)
         bundle = ServiceFormBundle(**options)
     if bundle.service_type == m.LOAD_BALANCER:  # MetalLB's pools matter only to a LoadBalancer
         try:
-            bundle.offer_ip_pools(api.list_ip_pools(editor.access.actor))
+            bundle.offer_ip_pools(api.ip_pools(editor.access.actor))
         except (api.ApiError, kube.ClusterUnavailable) as error:
             raise ClusterDown(editor.access, editor.namespace, str(error)) from error
     return bundle
@@ -415,9 +420,7 @@ def _render_form(
         "urls": editor.urls,
         "nav": "services",
         "insight": live_checks.selector_insight(editor.access.actor, editor.namespace, bundle.selector_labels()),
-        "lb_reasons": live_checks.load_balancer_problems(
-            editor.access.actor, editor.namespace, bundle.load_balancer_preview(editor.namespace)
-        ),
+        "lb_reasons": live_checks.load_balancer_problems(editor.access.actor, editor.namespace, bundle),
         **extra,
     }
     template = "services/form.html#form" if request.htmx else "services/form.html"
@@ -552,9 +555,7 @@ def service_form_validate(request: HttpRequest, cluster: str, namespace: str, na
         "verdict": "refused" if taken else verdict,
         "api_warnings": warning_notices(warnings),
         "insight": live_checks.selector_insight(editor.access.actor, namespace, bundle.selector_labels()),
-        "lb_reasons": live_checks.load_balancer_problems(
-            editor.access.actor, namespace, bundle.load_balancer_preview(namespace)
-        ),
+        "lb_reasons": live_checks.load_balancer_problems(editor.access.actor, namespace, bundle),
     }
     return render(request, "services/form.html#validation", context)
 
@@ -784,7 +785,12 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
 @login_required
 @answers_failures
 def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str) -> HttpResponse:
-    access = namespace_access(request, cluster, namespace)
+    return _detail(request, namespace_access(request, cluster, namespace), namespace, name)
+
+
+def _detail(request: HttpRequest, access: Access, namespace: str, name: str) -> HttpResponse:
+    """A Service's page (its live part under HTMX) for a user whose role was checked."""
+    cluster = access.cluster.name
     version = api.live_version(access.actor, namespace)  # before the reads, as the list does
     service = get_service_or_gone(access, namespace, name)
     body = service.get("spec", {})
@@ -799,7 +805,8 @@ def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str
     lb_reasons: list[str] = []
     if pending:
         try:
-            lb_reasons = health.load_balancer_reasons(service, api.load_balancer_context(access.actor, namespace))
+            context = api.load_balancer_context(access.actor, namespace, api.ip_pools(access.actor))
+            lb_reasons = health.load_balancer_reasons(service, context)
         except (api.ApiError, kube.ClusterUnavailable) as error:
             related_error = related_error or str(error)
     context = {
@@ -828,13 +835,14 @@ def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str
 
 @require_GET
 @login_required
+@answers_failures
 def service_detail_live(request: HttpRequest, cluster: str, namespace: str, name: str) -> HttpResponse:
     """An open Service page asking whether to redraw: 204 while its namespace's Services and EndpointSlices are
     unchanged, else its live part drawn afresh (a Service deleted meanwhile sends the page back to the list)."""
     access = namespace_access(request, cluster, namespace)
     if _unchanged(request, access, namespace):
         return HttpResponse(status=204)
-    return service_detail(request, cluster, namespace, name)
+    return _detail(request, access, namespace, name)
 
 
 @require_POST
