@@ -122,9 +122,16 @@ def make_user(db: None):
     def make(username: str, *, role: Role | None = None, cluster: Cluster | None = None, namespace: str = "", **extra):
         user = get_user_model().objects.create_user(username, password="pw-" + username, **extra)
         if role is not None:
-            Grant.objects.create(
-                user=user, cluster=cluster, role=role, namespace="" if Role(role).is_cluster_wide else namespace
-            )
+            where = "" if Role(role).is_cluster_wide else namespace
+            grant = Grant.objects.create(user=user, cluster=cluster, role=role, namespace=where)
+            if cluster.impersonates and not getattr(grant, "rbac_problems", []):  # bound (its namespace exists)
+                # The API server's RBAC authorizer sees a new binding a few milliseconds after it is written.
+                who = kube.Actor(cluster, rbac.identity_for(user))
+                deadline = time.monotonic() + 10
+                while not kube.allowed(who, "list", "services", where or "default"):
+                    assert time.monotonic() < deadline, "the grant's binding never took effect"
+                    clear_authorisations()
+                    time.sleep(0.005)
         return user
 
     return make

@@ -59,6 +59,13 @@ def actor(user, cluster: Cluster) -> kube.Actor:
     return kube.Actor(cluster, rbac.identity_for(user, uuid.uuid4().hex))
 
 
+def cluster_allows(who: kube.Actor, namespace: str, verb: str = "create") -> bool:
+    """The cluster's own answer now (no cached review): its RBAC authorizer sees a new or deleted binding a few
+    milliseconds after the API call that wrote it."""
+    kube.identity.clear_authorisations()
+    return kube.allowed(who, verb, "services", namespace)
+
+
 def manifest(name: str) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}}
 
@@ -213,6 +220,7 @@ def test_a_grant_added_changed_and_revoked_in_admin_is_the_clusters_rbac_at_once
     assert [(s.kind, s.name) for s in binding.subjects] == [("User", "console:dev")]
 
     as_dev = actor(dev, cluster)
+    eventually(lambda: cluster_allows(as_dev, namespace))
     api.create_service(as_dev, namespace, manifest("before-change"))
 
     # NS Edit -> NS View: the binding's role changes, and the cluster itself refuses the next write.
@@ -223,6 +231,7 @@ def test_a_grant_added_changed_and_revoked_in_admin_is_the_clusters_rbac_at_once
     assert changed.status_code == 302
     binding = k8s.RbacAuthorizationV1Api(admin_api).read_namespaced_role_binding(f"console-grant-{grant.pk}", namespace)
     assert binding.role_ref.name == "console:ns-view"
+    eventually(lambda: not cluster_allows(as_dev, namespace))
     with pytest.raises(kube.ApiError) as refused:
         api.create_service(as_dev, namespace, manifest("after-change"))
     assert refused.value.status == 403
@@ -232,6 +241,7 @@ def test_a_grant_added_changed_and_revoked_in_admin_is_the_clusters_rbac_at_once
     deleted = admin_client.post(f"/admin/console/grant/{grant.pk}/delete/", {"post": "yes"})
     assert deleted.status_code == 302
     assert not binding_exists(admin_api, namespace, f"console-grant-{grant.pk}")
+    eventually(lambda: not cluster_allows(as_dev, namespace, "get"))
     for call in (
         lambda: api.create_service(as_dev, namespace, manifest("after-revoke")),
         lambda: api.get_service(as_dev, namespace, "before-change"),
@@ -251,6 +261,7 @@ def test_a_revoked_editor_with_an_open_page_is_refused_by_the_cluster(
     assert web.get(service_url("create")).status_code == 200
     grant = Grant.objects.get(user=people.editor)
     rbac.remove_grant(cluster, grant.pk)  # the binding is gone (the grant row stays: the Python check passes)
+    eventually(lambda: not cluster_allows(actor(people.editor, cluster), namespace))
     response = web.post(service_url("create"), service_form("too-late", ports=[{"port": 80}]), **HTMX)
     assert response.status_code == 422
     assert "sync_rbac" in response.content.decode()
@@ -292,6 +303,7 @@ def test_group_grants_bind_the_group_and_the_user_acts_with_their_groups(
     Grant.objects.create(cluster=cluster, namespace=namespace, role=Role.NS_EDIT, group=team)
     identity = rbac.identity_for(member)
     assert identity.groups == tuple(sorted(["console:team-a", f"console:group:{other.pk}", "system:authenticated"]))
+    eventually(lambda: cluster_allows(kube.Actor(cluster, identity), namespace))
     api.create_service(kube.Actor(cluster, identity), namespace, manifest("by-group"))
     assert services_in(admin_api, namespace) == ["by-group"]
 
@@ -313,6 +325,7 @@ def test_a_cluster_registered_later_gets_all_its_grants(
     later.refresh_from_db()
     assert later.impersonates and later.credentials().token
     assert binding_exists(admin_api, namespace, f"console-grant-{grant.pk}")
+    eventually(lambda: cluster_allows(actor(owner, later), namespace))
     api.create_service(actor(owner, later), namespace, manifest("by-owner"))
     assert services_in(admin_api, namespace) == ["by-owner"]
 
@@ -331,6 +344,7 @@ def test_the_shared_list_is_served_only_to_a_user_the_cluster_lets_list(
     # The binding goes (drift, or revoked outside the console): the copy is no longer served to the editor, and
     # the page says the cluster refused instead of showing what it holds.
     rbac.remove_grant(cluster, Grant.objects.get(user=people.editor).pk)
+    eventually(lambda: not cluster_allows(actor(people.editor, cluster), namespace, "list"))
     assert api.cached_services(actor(people.editor, cluster), namespace) is None
     page = web.get(service_url("list")).content.decode()
     assert "cached" not in page.split("<main", 1)[1]
