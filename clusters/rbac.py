@@ -394,6 +394,28 @@ def _cluster_role_binding(name: str, role: str, subject: dict) -> dict:
     }
 
 
+def _service_account_subject() -> dict:
+    return {"kind": "ServiceAccount", "name": kube.prefix(), "namespace": SERVICE_ACCOUNT_NAMESPACE}
+
+
+def static_bindings() -> list[dict]:
+    """The ClusterRoleBindings the set-up makes besides the grants' (``set_up``, and ``deploy/`` through
+    ``manage.py rbac_manifests``): the console's ServiceAccount to the impersonator role, and the console's own
+    identities (cache, rbac, superusers) to theirs."""
+    account = kube.prefix()
+    user = {"kind": "User", "apiGroup": RBAC_GROUP}
+    subjects = {
+        f"{account}-impersonator": (role_name("system:impersonator"), _service_account_subject()),
+        f"{account}-cache": (role_name("system:cache"), {**user, "name": kube.system_user("cache")}),
+        f"{account}-rbac": (role_name("system:rbac"), {**user, "name": kube.system_user("rbac")}),
+        f"{account}-superusers": (
+            role_name(Role.CLUSTER_ADMIN.value),
+            {"kind": "Group", "apiGroup": RBAC_GROUP, "name": superusers_group()},
+        ),
+    }
+    return [_cluster_role_binding(name, role, subject) for name, (role, subject) in subjects.items()]
+
+
 def set_up(admin: kube.Credentials) -> SetUp:
     """With an administrator's credential (used for this only, never stored): the console's ClusterRoles, its
     ServiceAccount bound to the impersonator role, the console's own identities bound to theirs, and a token.
@@ -423,20 +445,10 @@ def set_up(admin: kube.Credentials) -> SetUp:
         for name, rules in cluster_roles().items():
             body = {"metadata": {"name": name, "labels": {**MANAGED_BY, PREFIX_LABEL: kube.prefix()}}, "rules": rules}
             _apply_cluster_role(rbac, body)
-        service_account = {"kind": "ServiceAccount", "name": account, "namespace": SERVICE_ACCOUNT_NAMESPACE}
-        user = {"kind": "User", "apiGroup": RBAC_GROUP}
-        static = {
-            f"{account}-impersonator": (role_name("system:impersonator"), service_account),
-            f"{account}-cache": (role_name("system:cache"), {**user, "name": kube.system_user("cache")}),
-            f"{account}-rbac": (role_name("system:rbac"), {**user, "name": kube.system_user("rbac")}),
-            f"{account}-superusers": (
-                role_name(Role.CLUSTER_ADMIN.value),
-                {"kind": "Group", "apiGroup": RBAC_GROUP, "name": superusers_group()},
-            ),
-        }
+        service_account = _service_account_subject()
         bindings = _Bindings(rbac)
-        for name, (role, subject) in static.items():
-            bindings.create(_cluster_role_binding(name, role, subject))
+        for binding in static_bindings():
+            bindings.create(binding)
         token = kube.call(
             core.create_namespaced_service_account_token,
             account,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -9,6 +11,9 @@ from django.shortcuts import render, resolve_url
 from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
+
+from clusters import audit
+from console import logs, metrics
 
 # No inline or eval'd script anywhere: htmx is configured through a <meta> tag with allowEval off. Inline style
 # attributes are allowed for Django's admin pages.
@@ -39,6 +44,68 @@ def client_address(request: HttpRequest) -> str:
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     chain = [*filter(None, forwarded), remote]
     return chain[-(trusted + 1)] if len(chain) > trusted else chain[0]
+
+
+access_log = logging.getLogger("console.access")
+
+# The platform's own URLs (probes every few seconds, scrapes): their access lines are DEBUG, so they do not drown
+# the people's requests.
+PLATFORM_VIEWS = {"healthz", "readyz", "metrics"}
+
+
+class RequestContextMiddleware:
+    """Around everything but the probes. Gives the request its id (``clusters.audit.request_id``: the same id goes
+    to the cluster and onto the audit entry) and puts it in the logging context for every line written while the
+    request is served; adds the user and the URL's cluster once known; returns the id as ``X-Request-Id`` for
+    support; writes one ``request finished`` line and observes the request's latency for the metrics.
+
+    ``/metrics`` is answered here, before host validation and the HTTPS redirect: Prometheus scrapes each pod by
+    its address over the cluster network, which neither ``ALLOWED_HOSTS`` nor the redirect would let through. The
+    bearer token is its protection (``console.metrics``); sessions and the rest are not needed."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        request_id = audit.request_id(request)
+        token = logs.bind(request_id)
+        try:
+            if request.path_info == metrics.PATH:
+                response, view = metrics.metrics_view(request), "metrics"
+                response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            else:
+                response = self.get_response(request)
+                view = metrics.view_label(request)
+            seconds = time.perf_counter() - started
+            response["X-Request-Id"] = request_id
+            metrics.observe_request(view, response.status_code, seconds)
+            access_log.log(
+                logging.DEBUG if view in PLATFORM_VIEWS else logging.INFO,
+                "request finished",
+                extra={
+                    "method": request.method,
+                    "path": request.path,  # without the query string, which may hold what a user searched
+                    "status": response.status_code,
+                    "duration_ms": round(seconds * 1000, 1),
+                    "view": view,
+                },
+            )
+            return response
+        finally:
+            logs.unbind(token)
+
+    def process_view(self, request: HttpRequest, view_func: Callable, view_args: tuple, view_kwargs: dict) -> None:
+        """Runs after authentication: the signed-in user's name, and the cluster the URL names (the path is on the
+        access line anyway, so this tells the log's reader nothing the request did not)."""
+        context = logs.current()
+        if context is None:
+            return
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            context.user = user.get_username()
+        context.cluster = str(view_kwargs.get("cluster", ""))
 
 
 class SecurityHeadersMiddleware:

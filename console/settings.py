@@ -18,6 +18,8 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from console import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CONSOLE_DATA_DIR", BASE_DIR / "data"))
 
@@ -110,6 +112,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: kubelet probes by pod IP over plain HTTP, which host validation (400) and the HTTPS redirect (301)
+    # below would answer before the database is asked (console.probes).
+    "console.probes.ProbeMiddleware",
+    # Then the request's id, its log context, access line and latency metric, around everything else.
+    "console.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -232,6 +239,9 @@ if PRODUCTION:
 # How long the console waits for a cluster: a dead one must answer within about five seconds.
 KUBE_CONNECT_TIMEOUT = env_number("CONSOLE_KUBE_CONNECT_TIMEOUT", 3.0, minimum=0.1, kind=float)
 KUBE_READ_TIMEOUT = env_number("CONSOLE_KUBE_READ_TIMEOUT", 5.0, minimum=0.1, kind=float)
+# All my Services asks every cluster at once; one that has not answered within this many seconds gets an error row
+# and the page is served without it.
+FLEET_DEADLINE = env_number("CONSOLE_FLEET_DEADLINE", 2.0, minimum=0.1, kind=float)
 # Cluster-side names of the console: users "<prefix>:<username>", ClusterRoles "<prefix>:ns-edit", bindings
 # "<prefix>-grant-<id>". Two consoles managing one cluster need different prefixes.
 CONSOLE_IDENTITY_PREFIX = os.environ.get("CONSOLE_IDENTITY_PREFIX", "console")
@@ -242,16 +252,16 @@ CONSOLE_CLUSTER_DOMAIN = os.environ.get("CONSOLE_CLUSTER_DOMAIN", "cluster.local
 # A kubeconfig is a small document; anything larger is refused before it is parsed.
 KUBECONFIG_MAX_BYTES = 256 * 1024
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {
-        "handlers": ["console"],
-        "level": os.environ.get("CONSOLE_LOG_LEVEL", "INFO"),
-    },
-    "loggers": {
-        # urllib3 logs request lines at DEBUG; they carry no credentials, but keep it quiet by default.
-        "urllib3": {"level": "WARNING"},
-    },
-}
+# Logs: one JSON object per line in production, text in development (CONSOLE_LOG_FORMAT=json|text overrides), each
+# line carrying the request's id, user and cluster (console.logs). Metrics at /metrics for a scraper that sends
+# "Authorization: Bearer <CONSOLE_METRICS_TOKEN>"; without a token, only a development server answers, to loopback
+# (console.metrics). docs/operations.md.
+try:
+    LOG_FORMAT = logs.log_format(os.environ.get("CONSOLE_LOG_FORMAT", ""), production=PRODUCTION)
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from None
+LOGGING_CONFIG = "console.logs.configure"
+LOGGING = logs.logging_config(LOG_FORMAT, os.environ.get("CONSOLE_LOG_LEVEL", "INFO").strip().upper() or "INFO")
+METRICS_TOKEN = os.environ.get("CONSOLE_METRICS_TOKEN", "").strip()
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("CONSOLE_METRICS_TOKEN must be at least 16 characters (a random token).")

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from kubernetes import client
+from prometheus_client import Counter
 
 MULTIPLE = "\n"
 
@@ -74,6 +75,12 @@ def rbac_identity(request_id: str = "") -> Identity:
     return Identity(system_user("rbac")).with_request_id(request_id)
 
 
+def cluster_name(cluster: object) -> str:
+    """What logs and metrics call a cluster: its registered name (bounded: clusters are registered by admins), or
+    its key for a cluster object without one."""
+    return str(getattr(cluster, "name", "") or getattr(cluster, "pk", "") or "unregistered")
+
+
 @dataclass(frozen=True)
 class Actor:
     """A cluster and who acts on it. With a cluster in the shared-credential mode the identity is carried but not
@@ -86,6 +93,12 @@ class Actor:
 # --- may this user read what the shared cache holds? ---------------------------------------------------------
 
 AUTHORISATION_TTL = 10.0  # seconds an answer of the cluster is reused
+
+ACCESS_REVIEWS = Counter(
+    "console_access_reviews_total",
+    "Whether a user may read the shared cache: answered from the console's memory (hit) or asked of the cluster.",
+    ["cluster", "result"],
+)
 
 
 @dataclass
@@ -121,7 +134,9 @@ def allowed(actor: Actor, verb: str, resource: str, namespace: str = "", group: 
     with _answers.lock:
         cached = _answers.by_key.get(key)
         if cached is not None and now - cached[0] < AUTHORISATION_TTL:
+            ACCESS_REVIEWS.labels(cluster_name(cluster), "hit").inc()
             return cached[1]
+    ACCESS_REVIEWS.labels(cluster_name(cluster), "miss").inc()
     attributes = {"verb": verb, "resource": resource, "group": group}
     if namespace:
         attributes["namespace"] = namespace

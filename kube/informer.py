@@ -30,12 +30,30 @@ from collections.abc import Collection, Hashable
 from typing import Any
 
 from kubernetes import client
+from prometheus_client import Counter, Gauge
 
 from kube.client import ClusterRef, ClusterUnavailable, Kind, Lister, Slim, unavailable_message, watch_client_for
 from kube.config import KubeconfigError
-from kube.identity import cache_identity
+from kube.identity import cache_identity, cluster_name
 
 log = logging.getLogger(__name__)
+
+# Under gunicorn each worker process holds its own informers: "livesum" adds the live workers' values up and drops
+# a dead worker's (``console/gunicorn.py``). Labels are bounded: registered cluster names and the kinds followed.
+INFORMERS = Gauge(
+    "console_informers",
+    "Informers by cluster, kind and state: synced (answering), unsynced (listing, or relisting after a failed "
+    "watch) or failed (gave up after repeated failures; resting before a restart).",
+    ["cluster", "kind", "state"],
+    multiprocess_mode="livesum",
+)
+WATCHES_HELD = Gauge(
+    "console_watches_held",
+    "Watch connections open to a cluster's API server.",
+    ["cluster"],
+    multiprocess_mode="livesum",
+)
+WATCHES_OPENED = Counter("console_watches_opened_total", "Watches opened on a cluster's API server.", ["cluster"])
 
 LIST_CHUNK = 500
 # The API server ends each watch after this and the informer resumes from its resourceVersion. Short, so that a
@@ -59,8 +77,21 @@ class _Gone(Exception):
 
 
 class Informer:
-    def __init__(self, api_client: client.ApiClient, namespace: str, lister: Lister, slim: Slim) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        lister: Lister,
+        slim: Slim,
+        *,
+        cluster: str = "",
+        kind: str = "",
+    ) -> None:
         self.namespace = namespace
+        self._labels = (cluster, kind)  # for the metrics only
+        self._state: str | None = None
+        self._state_lock = threading.Lock()
+        self._retired = False
         self._client = api_client
         self._list = lister(api_client)
         self._slim = slim
@@ -71,6 +102,7 @@ class Informer:
         self._resource_version = 0
         self._version: str | None = None  # see ``version``; None until asked after a change
         self._synced = False
+        self._failing = False  # the last list or watch failed; cleared by the next complete list
         self._stopped = threading.Event()
         self._last_read = time.monotonic()
         self.ended_at: float | None = None
@@ -80,6 +112,7 @@ class Informer:
         self.lists = 0  # complete lists so far: 1, unless the watch failed or its resourceVersion expired
         self.watches = 0  # watches opened so far (the API server ends each after WATCH_SECONDS)
         self._response: Any = None
+        self._set_state("unsynced")
         self._thread = threading.Thread(target=self._run, name=f"informer:{namespace}", daemon=True)
         self._thread.start()
 
@@ -94,7 +127,9 @@ class Informer:
             self._last_read = time.monotonic()
             while not (self._synced and self._resource_version >= at_least and self._uids.isdisjoint(without)):
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stopped.is_set():
+                # A list or watch that just failed is retried after a pause: a reader does not wait through it,
+                # and its own call (to a cluster that refuses or cannot be reached) answers at once.
+                if remaining <= 0 or self._stopped.is_set() or self._failing:
                     return None
                 self._changed.wait(remaining)
             if self._sorted is None:
@@ -119,6 +154,9 @@ class Informer:
         depends on the objects only, so each worker process's informer of the same namespace gives the same
         answer (the list's own resourceVersion would not: it follows every write in the cluster)."""
         with self._changed:
+            # An open page that only polls is a reader too: without this its informer would stop after
+            # IDLE_SECONDS and the next poll would list the namespace again and redraw.
+            self._last_read = time.monotonic()
             if not self._synced:
                 return None
             if self._version is None:
@@ -128,6 +166,7 @@ class Informer:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._retire()
         self._unsync()
         response = self._response
         if response is not None:
@@ -153,10 +192,16 @@ class Informer:
                 except _Gone:
                     self._unsync()
                 except Exception as error:  # noqa: BLE001 - whatever failed, the cache stops answering
+                    self._failing = True
                     self._unsync()
                     if self._stopped.is_set():
                         break
-                    log.info("watch of %s stopped: %s", self.namespace, unavailable_message(error))
+                    log.info(
+                        "watch of %s stopped: %s",
+                        self.namespace,
+                        unavailable_message(error),
+                        extra={"cluster": self._labels[0]},
+                    )
                     if failures == len(RETRY_DELAYS):
                         self.failed = True
                         break
@@ -165,6 +210,7 @@ class Informer:
         finally:
             self._unsync()
             self._stopped.set()
+            self._set_state("failed" if self.failed else None)
             self.ended_at = time.monotonic()
             with self._changed:
                 self._changed.notify_all()
@@ -201,6 +247,7 @@ class Informer:
             self._sorted = None
             self._resource_version = int(page["metadata"]["resourceVersion"])
             self._version = None
+            self._failing = False
             self._synced_now()
             self.lists += 1
             if self.first_sync_seconds is None:
@@ -225,6 +272,9 @@ class Informer:
             raise
         self._response = response
         self.watches += 1
+        WATCHES_OPENED.labels(self._labels[0]).inc()
+        held = WATCHES_HELD.labels(self._labels[0])
+        held.inc()
         ended = False
         try:
             if self._stopped.is_set():  # stop() ran while the request was being sent
@@ -240,6 +290,7 @@ class Informer:
                         self._apply(json.loads(line))
             ended = True
         finally:
+            held.dec()
             self._response = None
             if ended:
                 response.release_conn()
@@ -275,10 +326,33 @@ class Informer:
         with self._changed:
             self._synced = False
             self._changed.notify_all()
+        self._set_state("unsynced")
 
     def _synced_now(self) -> None:
         """After a complete list: answer again, unless stop() came meanwhile."""
         self._synced = not self._stopped.is_set()
+        if self._synced:
+            self._set_state("synced")
+
+    # --- the metrics ----------------------------------------------------------------------------------------------
+
+    def _set_state(self, state: str | None) -> None:
+        """Count this informer in ``state`` of ``INFORMERS`` (None: in none, once it ended without failing or was
+        stopped by its owner)."""
+        with self._state_lock:
+            state = None if self._retired else state
+            if state == self._state:
+                return
+            if self._state is not None:
+                INFORMERS.labels(*self._labels, self._state).dec()
+            if state is not None:
+                INFORMERS.labels(*self._labels, state).inc()
+            self._state = state
+
+    def _retire(self) -> None:
+        with self._state_lock:
+            self._retired = True
+        self._set_state(None)
 
 
 class Informers:
@@ -305,6 +379,8 @@ class Informers:
             while len(self._informers) - len(retired) >= MAX_INFORMERS:
                 retired.append(next(k for k in self._informers if k not in retired))
             stopping = [self._informers.pop(k) for k in retired]
+            if informer is not None and not informer.running:
+                stopping.append(informer)  # ended (idle or failed and rested): replaced below
         for old in stopping:
             old.stop()
         try:
@@ -313,7 +389,9 @@ class Informers:
             api_client = watch_client_for(cluster, cache_identity())
         except (ClusterUnavailable, KubeconfigError):
             return None
-        informer = Informer(api_client, namespace, kind.lister, kind.slim)
+        informer = Informer(
+            api_client, namespace, kind.lister, kind.slim, cluster=cluster_name(cluster), kind=kind.name
+        )
         with self._lock:
             raced = self._informers.get(key)
             if raced is not None and raced.running:
@@ -321,6 +399,12 @@ class Informers:
                 return raced
             self._informers[key] = informer
         return informer
+
+    def peek(self, cluster: ClusterRef, kind: Kind, namespace: str = "") -> Informer | None:
+        """The running informer, if there is one; none is started."""
+        with self._lock:
+            informer = self._informers.get((cluster.pk, cluster.credentials_version, kind.name, namespace))
+        return informer if informer is not None and informer.running else None
 
     def snapshot(self, cluster: ClusterRef, kind: Kind, namespace: str = "", **conditions: Any) -> list[dict] | None:
         """``Informer.snapshot`` of the (started on first use) informer, or None when there is none to ask: the

@@ -82,7 +82,7 @@ def production_server(
         # --keep-alive 0: each response closes its connection, as behind nginx (whose upstream connections are not
         # kept alive by default). Kept alive, gthread workers reset connections whose next request waits in their
         # queue past the keep-alive timeout: a client-side race under overload, not the console's behaviour.
-        [python, "-m", "gunicorn", "console.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(os.cpu_count() or 2),
+        [python, "-m", "gunicorn", "--config", "python:console.gunicorn", "console.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(os.cpu_count() or 2),
          "--threads", "8", "--keep-alive", "0", "--log-level", "warning"],
         cwd=base, env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip

@@ -96,6 +96,24 @@ def ensure_binaries(log: Log = _stderr) -> Path:
     return folder
 
 
+def ensure_kubectl(log: Log = _stderr) -> Path:
+    """Return the path of a ``kubectl`` of the same release, building it into the cache on first use.
+
+    Not one of ``BINARIES``: only the test of the ``deploy/`` manifests needs it (``kubectl kustomize`` and a
+    server-side dry run), so the control plane does not wait for it. An envtest ``KUBEBUILDER_ASSETS`` folder
+    usually holds one, and it is used when present."""
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and os.access(Path(assets) / "kubectl", os.X_OK):
+        return Path(assets) / "kubectl"
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "kubectl").exists():
+            _build_kubernetes(folder / "kubectl", log)
+    return folder / "kubectl"
+
+
 def _go() -> str:
     go = shutil.which("go")
     if go is None:

@@ -27,7 +27,9 @@ def _log(message: str) -> None:
 
 
 def build() -> int:
-    print(localcluster.ensure_binaries(_log))
+    folder = localcluster.ensure_binaries(_log)
+    localcluster.ensure_kubectl(_log)  # for the test of the deploy/ manifests
+    print(folder)
     return 0
 
 
