@@ -171,13 +171,16 @@ class Console:
         self.service = service
         self.label = label
 
-    def services(self) -> set[str]:
-        return {s.metadata.name for s in self.core.list_namespaced_service(self.namespace).items}
+    def services(self) -> set[tuple[str, str]]:
+        """Every Service of the cluster as (namespace, name): a copy may create one in any namespace the user may
+        edit, not only the one under test."""
+        return {(s.metadata.namespace, s.metadata.name) for s in self.core.list_service_for_all_namespaces().items}
 
     def tidy(self) -> None:
-        """Remove every Service but the one the edit pages open."""
-        for name in self.services() - {self.service}:
-            delete_service(self.core, self.namespace, name)
+        """Remove every Service of the namespace under test but the one the edit pages open."""
+        for namespace, name in self.services():
+            if namespace == self.namespace and name != self.service:
+                delete_service(self.core, namespace, name)
 
     def ensure_service(self) -> None:
         """The Service the edit/detail pages need (a fuzzed delete may have removed it)."""
@@ -219,19 +222,28 @@ class Console:
             success = redirect_target(response)
             # A save answers with the Services list (the seed: 确定 returns to the list); one save, one Service.
             saved_one = redirects_to_list(response) and len(created) == 1
-            if created and not (success and success in created) and not saved_one:
+            saved_here = bool(success) and created == {(self.namespace, success)}
+            if created and not saved_here and not saved_one and not said_created(response, sent, created):
                 raise failure_type(f"created-without-success {url_name(sent.url)}")(
                     f"Services {sorted(created)} were created, but the answer was {response.status_code} "
                     f"(redirect to {success or 'nowhere'}).\n{sent.describe()}"
                 )
-            if success and success != self.service and success not in after:
+            if success and success != self.service and (self.namespace, success) not in after:
                 raise failure_type(f"redirect-to-missing {url_name(sent.url)}")(
                     f"The answer redirects to Service {success!r}, which does not exist.\n{sent.describe()}"
                 )
         finally:
-            for name in created - {self.service}:
-                delete_service(self.core, self.namespace, name)
+            for namespace, name in created - {(self.namespace, self.service)}:
+                delete_service(self.core, namespace, name)
         return response
+
+
+def said_created(response, sent: Sent, created: set[tuple[str, str]]) -> bool:
+    """A copy's summary (a page, not a redirect) that links every Service it created."""
+    if url_name(sent.url) != "services:copy_create" or response.status_code != 200:
+        return False
+    body = response.content.decode("utf-8", "replace")
+    return all(f"/namespaces/{namespace}/services/{name}/" in body for namespace, name in created)
 
 
 def redirect_target(response) -> str:
