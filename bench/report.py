@@ -243,6 +243,58 @@ def live_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def fleet_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["All my Services, first page (bench/fleet.py)", "p95", "median"]
+    if "fleet_warm_p95_ms" not in figures:
+        return header, []
+    clusters, services = figures["fleet_clusters"], figures["fleet_services"] // figures["fleet_clusters"]
+    rows = [
+        [
+            f"cold: a new worker ({clusters} clusters × {services:,} Services)",
+            _ms(figures["fleet_cold_p95_ms"]),
+            _ms(figures["fleet_cold_median_ms"]),
+        ],
+        [
+            "warm: the cluster-wide informers follow their watches",
+            _ms(figures["fleet_warm_p95_ms"]),
+            _ms(figures["fleet_warm_median_ms"]),
+        ],
+        [
+            "raw: list_service_for_all_namespaces(limit=50) on every cluster at once",
+            _ms(figures["fleet_raw_p95_ms"]),
+            "",
+        ],
+        ["warm page / raw first pages (p95)", f"{figures['fleet_warm_vs_raw_p95']:.2f}", ""],
+        ["one cluster stopped (connection refused), warm", _ms(figures["fleet_one_stopped_p95_ms"]), ""],
+        ["one cluster stopped, cold", _ms(figures.get("fleet_one_stopped_cold_p95_ms", float("nan"))), ""],
+        [
+            f"one cluster hung (SIGSTOP), deadline {figures['fleet_deadline_ms']:.0f} ms",
+            _ms(figures["fleet_one_hung_p95_ms"]),
+            "",
+        ],
+    ]
+    if "fleet_watches" in figures:
+        rows.append(
+            [
+                "watches held on each fleet API server (measured / formula)",
+                f"{figures['fleet_watches']} / {figures['fleet_watches_formula']}",
+                "",
+            ]
+        )
+    return header, rows
+
+
+def watch_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["watches on the benchmark's API server", "value"]
+    if "watches_held" not in figures:
+        return header, []
+    return header, [
+        ["held by the console (rise of apiserver_longrunning_requests{verb=WATCH})", f"{figures['watches_held']}"],
+        ["of which namespaced Services/EndpointSlices", f"{figures['watches_namespaced']}"],
+        ["formula's bound (bench/watches.py)", f"{figures['watches_formula']}"],
+    ]
+
+
 def load_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["concurrent clients", "p50 ms", "p95 ms", "p99 ms", "throughput", "requests", "errors"]
     rows = [
@@ -342,6 +394,8 @@ def print_report(figures: dict[str, Any], details: dict[str, Any], facts: dict[s
         ("Where the console's time goes (wall clock, no profiler)", breakdown_rows(details)),
         ("Production server (gunicorn), list page of 1,000 Services", load_rows(figures)),
         ("Live updates: open pages while nothing changes", live_rows(figures)),
+        ("All my Services across clusters", fleet_rows(figures)),
+        ("Watches held", watch_rows(figures)),
         ("Memory", memory_rows(figures, details)),
         ("Size", bytes_rows(figures, details)),
         ("Targets", target_rows(figures)),
@@ -478,6 +532,32 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         "holds nothing between polls.",
         "",
         md_table(*live_rows(figures)),
+        "",
+        "### All my Services across clusters",
+        "",
+        "`bench/fleet.py` starts more local control planes, fills each with Services over ten namespaces (the same "
+        "Services as above) and registers them as `register_cluster --setup` does. A Cluster Admin of every one of "
+        "them opens the first page of All my Services (`/services/`, 50 rows, the clusters asked at once). Cold: "
+        "before each request the process forgets its informers, its clients and their TLS connections, and its "
+        "cached access reviews, as a new worker would. Warm: each cluster's cluster-wide Services and "
+        "EndpointSlices informers have listed. The raw side is what a script would do for the same first page: "
+        "`list_service_for_all_namespaces(limit=50)` on every cluster at once, from reused clients, alternated "
+        "with the page. Then one control plane is stopped (connection refused), and another one's API server is "
+        "frozen with SIGSTOP (connections accepted, nothing answered): the page waits at most the per-cluster "
+        "deadline (`CONSOLE_FLEET_DEADLINE`) and shows that cluster as an error row.",
+        "",
+        md_table(*fleet_rows(figures)),
+        "",
+        "### Watches the console holds",
+        "",
+        'Read from the API server\'s side (`apiserver_longrunning_requests{verb="WATCH"}`) after the runs above, '
+        "as the rise over a reading taken before the console browsed it, next to the bound of the formula in "
+        "`docs/replicas.md`: replicas × workers × min(MAX_INFORMERS, registrations × (2 × namespaces in use + "
+        "cluster-wide kinds in use)), with the benchmark's own process counted as one more worker and the API "
+        "server registered twice (impersonating and shared). On each fleet API server the console holds the "
+        "watches of the kinds All my Services uses (Services and EndpointSlices of every namespace).",
+        "",
+        md_table(*watch_rows(figures)),
         "",
         "### Memory",
         "",

@@ -237,6 +237,13 @@ class Bench:
         self.plane = localcluster.ControlPlane(localcluster.ensure_binaries(log=log))
         state = self.plane.start(log=log)
         cert, key = self.plane.client_credentials("console-admin", ("system:masters",))
+        from bench import watches
+
+        # The API server's open watches before the console browses it: the console's are the rise over this.
+        self.admin_pem = (cert, key)
+        self.watch_baseline = watches.parse_watches(
+            watches.read_metrics(self.plane.server, self.plane.ca_pem, cert, key)
+        )
         credentials = kube.Credentials(
             server=self.plane.server, ca_data=self.plane.ca_pem, client_cert=cert, client_key=key
         )
@@ -639,6 +646,8 @@ class Bench:
             sys.executable,
             "-m",
             "gunicorn",
+            "--config",
+            "python:console.gunicorn",
             "console.wsgi:application",
             "--workers",
             str(self.workers),
@@ -855,6 +864,28 @@ class Bench:
         self.figures["live_cpu_ms_per_poll"] = used / answered * 1000 if answered else float("nan")
         self.figures["live_bytes_per_poll"] = run.bytes_received / answered if answered else float("nan")
 
+    def watches_held(self) -> None:
+        """The watches the console holds on the API server after everything above (gunicorn's workers and this
+        process browsed every benchmark namespace), next to the formula of ``bench/watches.py``: "local" and
+        "local-shared" are the same API server (two registrations), and this process serves pages too."""
+        from bench import watches
+
+        held = watches.measure(
+            self.plane.server,
+            self.plane.ca_pem,
+            *self.admin_pem,
+            baseline=self.watch_baseline,
+            replicas=1,
+            workers=self.workers,
+            extra_processes=1,
+            registrations=2,
+            namespaces=len(self.namespaces) + 2,
+        )
+        self.figures["watches_held"] = held.measured
+        self.figures["watches_namespaced"] = held.namespaced
+        self.figures["watches_formula"] = held.formula
+        log(f"watches the console holds on the API server: {held.measured} (formula's bound {held.formula})")
+
     # --- tear-down ------------------------------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -888,12 +919,23 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, help="folder for benchmarks.md and .json (default docs/)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--fleet-only", action="store_true", help="only All my Services over several control planes (bench/fleet.py)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, server log)")
     args = parser.parse_args()
     if args.quick:
         args.reps = min(args.reps, 20)
         args.duration = min(args.duration, 4.0)
     return args
+
+
+def report_fleet_only(bench: Bench, output: Path) -> None:
+    """``--fleet-only`` prints its figures and leaves docs/ alone (the full run writes them)."""
+    from bench import report
+
+    print(report.text_table(*report.fleet_rows(bench.figures)))
+    log(f"fleet figures (not written to {output}): {json.dumps(bench.figures)}")
 
 
 def main() -> int:
@@ -911,6 +953,12 @@ def main() -> int:
     bench = Bench(args, tmp)
     try:
         bench.setup_django()
+        if args.fleet_only:
+            from bench import fleet
+
+            fleet.run(bench, log, quick=args.quick)
+            report_fleet_only(bench, output)
+            return 0
         bench.start_cluster()
         bench.create_comparison("_fresh")
         bench.fill()
@@ -921,6 +969,10 @@ def main() -> int:
         bench.page_bytes()
         bench.concurrency()
         bench.live_channel()
+        bench.watches_held()
+        from bench import fleet
+
+        fleet.run(bench, log, quick=args.quick)
         etcd_binary = bench.plane.binaries / "etcd"
     except BaseException:
         if bench.server is not None:

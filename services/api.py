@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,6 +17,7 @@ from kubernetes import client
 
 import kube
 from kube import Kind, cluster_scoped
+from kube.client import Lister
 from kube.informer import informers
 from services import health
 
@@ -76,7 +78,9 @@ def _slim_service(service: dict) -> dict:
     metadata = service["metadata"]
     return {
         "metadata": {
-            key: metadata[key] for key in ("name", "uid", "resourceVersion", "creationTimestamp") if key in metadata
+            key: metadata[key]
+            for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if key in metadata
         },
         "spec": service.get("spec", {}),
         "status": service.get("status", {}),
@@ -99,6 +103,60 @@ def cached_services(
     if not kube.allowed(actor, "list", "services", namespace):
         return None
     return informers.snapshot(actor.cluster, SERVICES, namespace, at_least=at_least, without=without, wait=wait)
+
+
+def _every_namespace(list_method: Callable[[client.ApiClient], Callable[..., Any]]) -> Lister:
+    """A Lister over every namespace: its informer's namespace is "" and is not passed on."""
+
+    def lister(api_client: client.ApiClient) -> Callable[..., Any]:
+        list_all = list_method(api_client)
+        return lambda _namespace, **kwargs: list_all(**kwargs)
+
+    return lister
+
+
+# The Services and EndpointSlices of every namespace, read as the console's cache identity: for All my Services
+# (served to a user the cluster lets list them everywhere), and for the cluster-wide checks of the form (the node
+# ports and load balancer addresses in use anywhere), which never show a Service the user may not view.
+SERVICES_EVERYWHERE = Kind(
+    "services-everywhere",
+    _every_namespace(lambda api_client: client.CoreV1Api(api_client).list_service_for_all_namespaces),
+    _slim_service,
+)
+
+
+def services_everywhere(actor: kube.Actor, *, wait: float, first: int = 0) -> tuple[list[dict], bool] | None:
+    """Every Service of the cluster, sorted by namespace and name, and whether that is all of them; None when the
+    cluster does not let the user list Services in every namespace (its SelfSubjectAccessReview).
+
+    From the cluster-wide informer, started on first use. Until it has listed: with ``first``, only the first
+    ``first`` Services, asked live (the API server returns them in namespace and name order), which is all an
+    unfiltered first page needs; without, the informer is waited for up to ``wait`` seconds (its list is the one
+    the answer needs anyway) and the Services are then asked live, in pages."""
+    if not kube.allowed(actor, "list", "services"):
+        return None
+    cluster = actor.cluster
+    if first:
+        informer = informers.peek(cluster, SERVICES_EVERYWHERE)
+        cached = informer.snapshot() if informer is not None else None
+    else:
+        cached = informers.snapshot(cluster, SERVICES_EVERYWHERE, wait=wait)
+    if cached is not None:
+        return cached, True
+    core, items, token = _core(actor), [], None
+    while True:
+        page = _call(
+            core.list_service_for_all_namespaces, limit=first or 500, **({"_continue": token} if token else {})
+        )
+        items += [_slim_service(item) for item in page["items"]]
+        token = page["metadata"].get("continue")
+        if first and token:
+            # Started after the page's own call, so its list (in a thread of its own) does not delay it.
+            informers.get(cluster, SERVICES_EVERYWHERE)
+            return items, False
+        if not token:
+            informers.get(cluster, SERVICES_EVERYWHERE)
+            return sorted(items, key=lambda s: (s["metadata"].get("namespace", ""), s["metadata"]["name"])), True
 
 
 def get_service(actor: kube.Actor, namespace: str, name: str) -> dict:
@@ -231,30 +289,12 @@ def list_pods(actor: kube.Actor, namespace: str, selector: dict[str, str], limit
     return result["items"], len(result["items"]) + remaining
 
 
-def _held_ports_and_addresses(service: dict) -> dict:
-    """What the cluster-wide checks need of a Service anywhere in the cluster: who it is, the node ports it holds
-    and the load balancer addresses it was given (a MetalLB pool's free addresses)."""
-    metadata = service["metadata"]
-    ports = (service.get("spec") or {}).get("ports") or []
-    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    return {
-        "metadata": {key: metadata[key] for key in ("namespace", "name", "uid", "resourceVersion") if key in metadata},
-        "spec": {"ports": [{"nodePort": port["nodePort"]} for port in ports if port.get("nodePort")]},
-        "status": {"loadBalancer": {"ingress": [{"ip": i["ip"]} for i in ingress if i.get("ip")]}},
-    }
-
-
-ALL_SERVICES = Kind(
-    "all-services", cluster_scoped(lambda core: core.list_service_for_all_namespaces), _held_ports_and_addresses
-)
-
-
 def node_ports_in_use(actor: kube.Actor) -> dict[int, tuple[str, str]]:
     """Every allocated nodePort of the cluster and the (namespace, name) of the Service holding it, read as the
     console's read-only cache identity (a namespace user cannot list other namespaces); the caller decides whether
     the user may learn the holder. From the cluster-wide Services informer once it has listed them (live
     validation asks on every pause in typing), else asked live."""
-    services = informers.snapshot(actor.cluster, ALL_SERVICES)
+    services = informers.snapshot(actor.cluster, SERVICES_EVERYWHERE)
     if services is None:
         cache = client.CoreV1Api(kube.api_client_for(actor.cluster, kube.cache_identity()))
         services = _call(cache.list_service_for_all_namespaces)["items"]
@@ -401,6 +441,40 @@ def endpoint_slices_by_service(actor: kube.Actor, namespace: str) -> dict[str, l
     return health.slices_by_service(health.slim_endpoint_slice(item) for item in items)
 
 
+ENDPOINT_SLICES_EVERYWHERE = Kind(
+    "endpointslices-everywhere",
+    _every_namespace(lambda api_client: client.DiscoveryV1Api(api_client).list_endpoint_slice_for_all_namespaces),
+    health.slim_endpoint_slice,
+)
+
+
+def endpoint_slices_everywhere(actor: kube.Actor) -> dict[tuple[str, str], list[dict]] | None:
+    """Every EndpointSlice of the cluster by (namespace, Service name), from the cluster-wide informer (grouped once
+    per change) when the cluster lets the user list them everywhere and the informer has listed them; else None
+    (the health column then says "unknown" rather than make the page wait for a second large list)."""
+    if not kube.allowed(actor, "list", "endpointslices", group="discovery.k8s.io"):
+        return None
+    informer = informers.get(actor.cluster, ENDPOINT_SLICES_EVERYWHERE)
+    version = informer.version if informer is not None else None
+    snapshot = informer.snapshot() if version is not None else None
+    if snapshot is None:
+        return None
+    key = (actor.cluster.pk, actor.cluster.credentials_version, "")
+    cached = _grouped.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for item in snapshot:
+        metadata = item["metadata"]
+        name = metadata["labels"].get(health.SERVICE_NAME_LABEL)
+        if name:
+            grouped.setdefault((metadata.get("namespace") or "", name), []).append(item)
+    if len(_grouped) >= _GROUPED_KEPT:
+        _grouped.clear()
+    _grouped[key] = (version, grouped)
+    return grouped
+
+
 def ip_pools(actor: kube.Actor) -> list[dict] | None:
     """MetalLB's IPAddressPools (name and spec), or None when the cluster has no MetalLB CRD (every role may read
     the pools: ``clusters.rbac``). Their names are the form's pool choices; the pools explain a pending address."""
@@ -430,7 +504,7 @@ def namespace_labels(actor: kube.Actor, namespace: str) -> dict[str, str]:
 def load_balancer_addresses_in_use(actor: kube.Actor) -> frozenset[str]:
     """Every load balancer address assigned in the cluster (from the cluster-wide Services informer, read as the
     cache identity); only counted against a pool, never shown."""
-    services = informers.snapshot(actor.cluster, ALL_SERVICES)
+    services = informers.snapshot(actor.cluster, SERVICES_EVERYWHERE)
     if services is None:
         cache = client.CoreV1Api(kube.api_client_for(actor.cluster, kube.cache_identity()))
         services = _call(cache.list_service_for_all_namespaces)["items"]

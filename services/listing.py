@@ -59,7 +59,7 @@ def _own_writes(request: HttpRequest, access: Access, namespace: str) -> tuple[i
 # html.escape (what Django's escape does) exactly once; the labels are translated and escaped once per page.
 # The data-label attributes name each cell where a phone shows the row as a card (the table head is hidden there).
 _ROW = (
-    '<tr><td class="row-name"><a href="{url}">{name}</a></td>'
+    '<tr>{lead}<td class="row-name"><a href="{url}">{name}</a></td>'
     '<td data-label="{l_type}"><span class="tag">{type}</span></td>'
     '<td data-label="{l_health}">{health}</td>'
     '<td class="mono" data-label="{l_access}">{access}</td><td class="mono" data-label="{l_ports}">{ports}</td>'
@@ -138,8 +138,15 @@ def health_html(service: dict, slices: list[dict] | None, labels: dict[str, str]
 
 
 def row(
-    service: dict, node_ips: list[str], base_url: str, labels: dict[str, str], slices: list[dict] | None = None
+    service: dict,
+    node_ips: list[str],
+    base_url: str,
+    labels: dict[str, str],
+    slices: list[dict] | None = None,
+    lead: str = "",
 ) -> dict[str, Any]:
+    """One row of a Services list. ``lead``: cells drawn before the name, already escaped (All my Services puts
+    the cluster and the namespace there)."""
     spec, metadata = service.get("spec", {}), service["metadata"]
     name, url = metadata["name"], f"{base_url}{metadata['name']}/"
     created = metadata.get("creationTimestamp", "")
@@ -180,6 +187,7 @@ def row(
             created=created_html(created, labels["ago"]),
             health=health_html(service, slices, labels),
             menu=menu,
+            lead=lead,
             **{key: value for key, value in labels.items() if key.startswith("l_")},
             url=safe["url"],
             name=safe["name"],

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from services import views
+from services import copy_views, fleet, views
 
 app_name = "services"
 
@@ -24,6 +24,8 @@ def _form_urls(prefix: str, route: str) -> list:
 
 
 urlpatterns = [
+    # All my Services: every cluster and namespace the user may view.
+    *fleet.urls(),
     path("clusters/<slug:cluster>/services/", views.pick_namespace, name="pick_namespace"),
     path(_base, views.service_list, name="list"),
     # "_live" cannot be a Service's name (DNS labels have no "_"), so these never hide a Service's page.
@@ -35,4 +37,6 @@ urlpatterns = [
     *_form_urls("edit", f"{_base}<slug:name>/edit/"),
     path(f"{_base}<slug:name>/edit-yaml/", views.service_yaml, name="edit_yaml"),
     path(f"{_base}<slug:name>/delete/", views.service_delete, name="delete"),
+    # The same Service in other clusters and namespaces.
+    *copy_views.urls(f"{_base}<slug:name>/copy/"),
 ]

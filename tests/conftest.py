@@ -286,3 +286,59 @@ IPADDRESSPOOL_CRD = {
         ],
     },
 }
+
+
+# --- a second cluster, for the pages that span clusters (all my Services, copy to other clusters) ----------------
+
+
+@pytest.fixture(scope="session")
+def second_control_plane() -> Iterator[localcluster.ControlPlane]:
+    """Another real control plane, started once per session by the first test that needs one."""
+    plane = localcluster.ControlPlane(localcluster.ensure_binaries())
+    plane.start()
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="session")
+def second_admin_api(second_control_plane: localcluster.ControlPlane) -> client.ApiClient:
+    cert, key = second_control_plane.client_credentials("console-admin", ("system:masters",))
+    return kube.build_api_client(
+        kube.Credentials(
+            server=second_control_plane.server, ca_data=second_control_plane.ca_pem, client_cert=cert, client_key=key
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def second_console_credentials(second_control_plane: localcluster.ControlPlane) -> kube.Credentials:
+    cert, key = second_control_plane.client_credentials("console-admin", ("system:masters",))
+    admin = kube.Credentials(
+        server=second_control_plane.server, ca_data=second_control_plane.ca_pem, client_cert=cert, client_key=key
+    )
+    done = rbac.set_up(admin)
+    assert done.mode == Cluster.IdentityMode.IMPERSONATE, done
+    return done.credentials
+
+
+@pytest.fixture
+def second_cluster(db: None, second_console_credentials: kube.Credentials) -> Cluster:
+    """The second control plane registered as cluster "remote", set up like "local"."""
+    registered = Cluster(
+        name="remote",
+        display_name="Remote",
+        identity_mode=Cluster.IdentityMode.IMPERSONATE,
+        identity_reason=Cluster.IdentityReason.SET_UP,
+    )
+    registered.set_credentials(second_console_credentials)
+    registered.save()
+    return registered
+
+
+@pytest.fixture
+def second_namespace(second_admin_api: client.ApiClient, namespace: str) -> Iterator[str]:
+    """The test's namespace name, made in the second cluster too (deleted after the test)."""
+    core = client.CoreV1Api(second_admin_api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    yield namespace
+    core.delete_namespace(namespace)

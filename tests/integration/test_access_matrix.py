@@ -54,6 +54,19 @@ EXPECTED: dict[str, dict[str, list]] = {
     "services:edit_yaml": {"GET": WRITE, "POST": FORM_POST},
     # A delete from an allowed user names a uid that does not match, so nothing is deleted: 302 back to the list.
     "services:delete": {"GET": [405] * 8, "POST": ["login", 404, 403, 403, 302, 403, 302, 302]},
+    # Copy a Service to other clusters and namespaces: an editor of the source; the copy is refused without form
+    # fields (no target chosen).
+    "services:copy": {"GET": WRITE, "POST": FORM_POST},
+    "services:copy_create": {"GET": [405] * 8, "POST": FORM_POST},
+    "services:copy_refresh": INTERACTION,
+    "services:copy_add_target": INTERACTION,
+    "services:copy_remove_target": INTERACTION,
+    # All my Services: whoever is signed in (a user without grants sees an empty list).
+    "services:fleet": {"GET": ["login", 200, 200, 200, 200, 200, 200, 200]},
+    # For the platform: the probes answer everybody; the metrics answer loopback in development (no token set).
+    "healthz": {"GET": [200] * 8},
+    "readyz": {"GET": [200] * 8},
+    "metrics": {"GET": [200] * 8},
     **{
         f"services:{page}_{interaction}": INTERACTION
         for page in ("create", "edit")
@@ -159,7 +172,7 @@ def test_access_matrix(
 
 
 def _route_of(url_name: str) -> str:
-    app, _sep, name = url_name.partition(":")
+    app, name = url_name.split(":") if ":" in url_name else ("", url_name)
     for pattern in _flat_patterns():
         if pattern[0] == app and pattern[1] == name:
             return pattern[2]

@@ -183,6 +183,12 @@ def test_every_page_type_passes_axe_and_fits_the_window(
         audit(page, "detail")
         if width == PHONE:
             shot(page, f"{language}-detail-{size}")
+        page.goto(f"{services}shop-web/copy/")
+        audit(page, "copy")
+        page.goto(f"{console['url']}/services/")
+        expect(page.locator("#fleet-table")).to_contain_text("shop-web")
+        audit(page, "all-services")
+        shot(page, f"{language}-all-services-{size}")
         response = page.goto(f"{console['url']}/clusters/local/namespaces/kube-system/services/")
         assert response is not None and response.status == 403
         audit(page, "403")

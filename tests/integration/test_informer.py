@@ -115,7 +115,7 @@ def test_changes_made_elsewhere_reach_the_informer(cluster: Cluster, admin_api: 
     assert max(delays) < 5
     # What a row needs is kept; the bulky metadata is not.
     kept = informer.snapshot()[0]
-    assert set(kept["metadata"]) == {"name", "uid", "resourceVersion", "creationTimestamp"}
+    assert set(kept["metadata"]) == {"name", "namespace", "uid", "resourceVersion", "creationTimestamp"}
 
 
 def test_a_users_own_writes_are_in_the_next_list_even_before_the_watch_delivers_them(
@@ -306,7 +306,7 @@ def test_a_cluster_wide_informer_keeps_equal_names_from_different_namespaces(
     other = f"{namespace}-b"
     core.create_namespace({"metadata": {"name": other}})
     first = create(admin_api, namespace, "same", type="NodePort")
-    informer = informers.get(cluster, api.ALL_SERVICES)
+    informer = informers.get(cluster, api.SERVICES_EVERYWHERE)
     assert informer is not None
     eventually(lambda: informer.snapshot() is not None)
     second = create(admin_api, other, "same", type="NodePort")

@@ -112,12 +112,12 @@ def test_live_validation_reads_node_ports_from_an_informer_not_a_list_per_keystr
     monkeypatch.setattr(api, "_call", spy)
     data = service_form("typing", type="NodePort", ports=[{"port": 80, "node_port": free_node_port(admin_api)}])
     web.post(services_path(namespace, "create/validate/"), data, **HTMX)  # starts the informer
-    eventually(lambda: informers.get(cluster, api.ALL_SERVICES).synced)
+    eventually(lambda: informers.get(cluster, api.SERVICES_EVERYWHERE).synced)
     lists.clear()
     for _keystroke in range(5):
         assert web.post(services_path(namespace, "create/validate/"), data, **HTMX).status_code == 200
     assert "list_service_for_all_namespaces" not in lists
-    assert informers.get(cluster, api.ALL_SERVICES).lists == 1
+    assert informers.get(cluster, api.SERVICES_EVERYWHERE).lists == 1
 
     # A port taken meanwhile reaches the informer through its watch.
     taken = free_node_port(admin_api)
