@@ -314,8 +314,9 @@ RANGE_TTL_SECONDS = 600
 def node_port_range(actor: kube.Actor, namespace: str) -> tuple[int, int] | None:
     """The cluster's nodePort range, as its API server states it (None if it will not say).
 
-    A dry run does not check node ports (kube-apiserver v1.37 accepts any and invents one), so the range is asked
-    with a real create that can never be stored: the name is invalid, and the API server allocates ports, and
+    A dry run does not check the range (kube-apiserver v1.37.2 accepts nodePort 1, and invents 32769 when none is
+    given; it does refuse a port another Service holds), so the range is asked with a real create that can never
+    be stored: the name is invalid, and the API server allocates ports, and
     reports a port outside its range, before it validates the name. Cached for ten minutes per cluster.
     """
     key = (actor.cluster.pk, actor.cluster.credentials_version)

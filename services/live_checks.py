@@ -11,9 +11,10 @@ from services.forms import ServiceFormBundle
 
 
 def node_port_problems(access: Access, namespace: str, ports: list[int], live: dict | None) -> dict[int, str]:
-    """Messages for node ports outside the cluster's range or held by another Service: checks a dry run cannot
-    make, since the API server skips node-port allocation when nothing is stored. The holder is named only when
-    the user may view its namespace; otherwise the message says only that the port is taken."""
+    """Messages for node ports outside the cluster's range or held by another Service. A dry run does not check
+    the range (kube-apiserver v1.37.2 accepts any number), and refuses a held port without saying who holds it;
+    here the holder is named when the user may view its namespace, otherwise the message says only that the port
+    is taken."""
     if not ports:
         return {}
     try:
