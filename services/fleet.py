@@ -12,6 +12,7 @@ The threads touch no database: the grants and the identity are read before they 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from clusters.access import Access, every_cluster
 from services import api, health, listing
 from services import manifest as m
 from services.forms import DNS1123_LABEL
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 HEALTH_STATES = ("ok", "partial", "bad", "none", "unknown")
@@ -132,6 +135,11 @@ def ask_every_cluster(accesses: list[Access], seconds: float, first: int = 0) ->
     for access, future in zip(accesses, futures, strict=True):
         if future.done() and not future.cancelled() and future.exception() is None:
             answers.append(future.result())
+        elif future.done() and not future.cancelled():
+            # Not a refusal or an unreachable cluster (those are answers): a defect, logged with its traceback.
+            error = future.exception()
+            log.error("All my Services: reading %s failed", access.cluster.name, exc_info=error)
+            answers.append(ClusterServices(access, error=_("The console could not read this cluster's Services.")))
         else:
             message = _("The cluster did not answer within %(seconds).1f s; its Services are not shown.") % {
                 "seconds": seconds

@@ -251,3 +251,24 @@ def test_a_cold_first_page_asks_for_its_rows_only_and_later_pages_are_whole(
     eventually(lambda: informer.synced)
     whole = client.get(FLEET, {"cluster": "local"}).content.decode()
     assert names_in(whole) == rows and "still being read" not in whole
+
+
+def test_a_defect_reading_one_cluster_is_its_error_row_and_the_others_are_shown(
+    client: Client, two_clusters, namespace, monkeypatch
+):
+    from services import api
+
+    real = api.services_everywhere
+
+    def broken(actor, **kwargs):
+        if actor.cluster.name == "local":
+            raise RuntimeError("a bug")
+        return real(actor, **kwargs)
+
+    monkeypatch.setattr(api, "services_everywhere", broken)
+    user, _hidden = two_clusters
+    client.force_login(user)
+    html = client.get(FLEET).content.decode()
+    errors = error_rows(html)
+    assert set(errors) == {"local"} and "could not read this cluster" in errors["local"]
+    assert ("remote", namespace, "web") in names_in(html)
