@@ -165,3 +165,12 @@ def every_cluster(request: HttpRequest) -> list[Access]:
         )
     identity = rbac.identity_for(user, audit.request_id(request))
     return [replace(access, identity=identity) for access in accesses]
+
+
+def may_edit_somewhere(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Whether the user holds an Edit or Admin role on any cluster or namespace (one query): what copying a
+    Service elsewhere needs besides a view of the source."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    editing = [role for role in Role if role.can_edit]
+    return user.is_superuser or _grants(user).filter(role__in=editing).exists()

@@ -27,7 +27,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 import kube
 from clusters import audit
-from clusters.access import Access, cluster_for_user, namespace_access
+from clusters.access import Access, cluster_for_user, may_edit_somewhere, namespace_access
 from clusters.models import AuditEntry
 from services import api, health, listing, live_checks
 from services import manifest as m
@@ -822,6 +822,8 @@ def _detail(request: HttpRequest, access: Access, namespace: str, name: str) -> 
         "traffic": health.traffic(service, related["pods"], related["slices"]),
         "yaml": m.yaml_of(service),
         "can_edit": access.can_edit(namespace),
+        # A viewer of this Service who may edit elsewhere may copy it there.
+        "can_copy": access.can_edit(namespace) or may_edit_somewhere(request.user),
         # The list's Delete link without scripts: the page opens with its delete confirmation shown.
         "confirm_delete": "delete" in request.GET,
         "related_error": related_error,

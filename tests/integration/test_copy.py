@@ -287,9 +287,22 @@ def test_a_viewer_cannot_copy(client: Client, people, node_port_source: int, nam
     assert client.get(copy_url(namespace)).status_code == 404  # not even the cluster's name is confirmed
 
 
-def test_the_detail_page_links_to_the_copy(web: Client, node_port_source: int, namespace: str) -> None:
+def test_the_detail_page_links_to_the_copy(
+    web: Client, client: Client, people, make_user, cluster, node_port_source: int, namespace: str, other_namespace
+) -> None:
     page = text(web.get(reverse("services:detail", args=["local", namespace, "web"])))
     assert f'href="{copy_url(namespace)}"' in page
+    # A viewer of the source who may edit elsewhere may copy it there: the link, without the source's edit buttons.
+    reader = make_user("reader", role=Role.NS_VIEW, cluster=cluster, namespace=namespace)
+    Grant.objects.create(user=reader, cluster=cluster, role=Role.NS_EDIT, namespace=other_namespace)
+    client.force_login(reader)
+    page = text(client.get(reverse("services:detail", args=["local", namespace, "web"])))
+    assert f'href="{copy_url(namespace)}"' in page and "/edit/" not in page
+    assert client.get(copy_url(namespace)).status_code == 200
+    # A viewer who may edit nowhere gets neither.
+    client.force_login(people.viewer)
+    page = text(client.get(reverse("services:detail", args=["local", namespace, "web"])))
+    assert "/copy/" not in page and "/edit/" not in page
 
 
 # --- the form's interactions, with and without HTMX -------------------------------------------------------------
