@@ -417,6 +417,19 @@
 
   window.setInterval(pollLiveRegions, LIVE_INTERVAL_MS);
 
+  // A poll sent while nothing was open may answer after the user opened a row's menu or moved the focus into the
+  // region: that answer is dropped (the region keeps its old version, so the next poll after they are done redraws).
+  doc.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    // Only the region's own poll (its source is the region; the list's filter form targets it too).
+    if (!(target instanceof Element) || !target.hasAttribute("data-live-url") || event.detail.elt !== target) {
+      return;
+    }
+    if (target.querySelector("details[open]") || target.contains(doc.activeElement) || doc.querySelector("dialog[open]")) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
   // After htmx has set itself up (this script is deferred after it, so DOMContentLoaded is still to come).
   if (doc.readyState === "complete") {
     onLoad();
