@@ -502,11 +502,13 @@ class Kind:
     slim: Slim
 
 
-def cluster_scoped(list_method: Callable[[client.CoreV1Api], Callable[..., Any]]) -> Lister:
-    """A Lister for a cluster-scoped list method: its informer's namespace is "" and is not passed on."""
+def cluster_scoped(list_method: Callable[[Any], Callable[..., Any]], api: type = client.CoreV1Api) -> Lister:
+    """A Lister for a list method that takes no namespace (a cluster-scoped kind, or a kind listed in every
+    namespace): ``list_method`` picks it from an ``api`` (CoreV1Api unless said); the informer's namespace is ""
+    and is not passed on."""
 
     def lister(api_client: client.ApiClient) -> Callable[..., Any]:
-        list_all = list_method(client.CoreV1Api(api_client))
+        list_all = list_method(api(api_client))
         return lambda _namespace, **kwargs: list_all(**kwargs)
 
     return lister

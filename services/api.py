@@ -17,7 +17,6 @@ from kubernetes import client
 
 import kube
 from kube import Kind, cluster_scoped
-from kube.client import Lister
 from kube.informer import informers
 from services import health
 
@@ -105,22 +104,12 @@ def cached_services(
     return informers.snapshot(actor.cluster, SERVICES, namespace, at_least=at_least, without=without, wait=wait)
 
 
-def _every_namespace(list_method: Callable[[client.ApiClient], Callable[..., Any]]) -> Lister:
-    """A Lister over every namespace: its informer's namespace is "" and is not passed on."""
-
-    def lister(api_client: client.ApiClient) -> Callable[..., Any]:
-        list_all = list_method(api_client)
-        return lambda _namespace, **kwargs: list_all(**kwargs)
-
-    return lister
-
-
 # The Services and EndpointSlices of every namespace, read as the console's cache identity: for All my Services
 # (served to a user the cluster lets list them everywhere), and for the cluster-wide checks of the form (the node
 # ports and load balancer addresses in use anywhere), which never show a Service the user may not view.
 SERVICES_EVERYWHERE = Kind(
     "services-everywhere",
-    _every_namespace(lambda api_client: client.CoreV1Api(api_client).list_service_for_all_namespaces),
+    cluster_scoped(lambda core: core.list_service_for_all_namespaces),
     _slim_service,
 )
 
@@ -415,27 +404,37 @@ ENDPOINT_SLICES = Kind(
 
 # The namespace's EndpointSlices grouped by Service, per informer version: a list page needs the groups of its 20
 # rows, and regrouping 5,000 slices on every view would make the page's cost grow with the namespace.
-_grouped: dict[tuple, tuple[str, dict[str, list[dict]]]] = {}
+_grouped: dict[tuple, tuple[str, dict]] = {}
 _GROUPED_KEPT = 256
+
+
+def _grouped_slices(actor: kube.Actor, kind: Kind, namespace: str, group: Callable[[list[dict]], dict]) -> dict | None:
+    """An EndpointSlices informer's copy grouped by ``group``, regrouped only when the informer's version moves
+    (a page needs the groups of its rows; regrouping thousands of slices per view would make its cost grow with
+    them); None when the informer cannot vouch for its copy."""
+    cluster = actor.cluster
+    informer = informers.get(cluster, kind, namespace)
+    version = informer.version if informer is not None else None
+    snapshot = informer.snapshot() if version is not None else None
+    if snapshot is None:
+        return None
+    key = (cluster.pk, cluster.credentials_version, kind.name, namespace)
+    cached = _grouped.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    grouped = group(snapshot)
+    if len(_grouped) >= _GROUPED_KEPT:
+        _grouped.clear()
+    _grouped[key] = (version, grouped)
+    return grouped
 
 
 def endpoint_slices_by_service(actor: kube.Actor, namespace: str) -> dict[str, list[dict]]:
     """The namespace's EndpointSlices (slimmed) by the name of their Service: from its informer when the cluster
     lets the user list them there (grouped once per change), else asked live as the user."""
-    cluster = actor.cluster
     if kube.allowed(actor, "list", "endpointslices", namespace, group="discovery.k8s.io"):
-        informer = informers.get(cluster, ENDPOINT_SLICES, namespace)
-        version = informer.version if informer is not None else None
-        snapshot = informer.snapshot() if version is not None else None
-        if snapshot is not None:
-            key = (cluster.pk, cluster.credentials_version, namespace)
-            cached = _grouped.get(key)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            grouped = health.slices_by_service(snapshot)
-            if len(_grouped) >= _GROUPED_KEPT:
-                _grouped.clear()
-            _grouped[key] = (version, grouped)
+        grouped = _grouped_slices(actor, ENDPOINT_SLICES, namespace, health.slices_by_service)
+        if grouped is not None:
             return grouped
     discovery = client.DiscoveryV1Api(_client(actor))
     items = _call(discovery.list_namespaced_endpoint_slice, namespace)["items"]
@@ -444,7 +443,7 @@ def endpoint_slices_by_service(actor: kube.Actor, namespace: str) -> dict[str, l
 
 ENDPOINT_SLICES_EVERYWHERE = Kind(
     "endpointslices-everywhere",
-    _every_namespace(lambda api_client: client.DiscoveryV1Api(api_client).list_endpoint_slice_for_all_namespaces),
+    cluster_scoped(lambda discovery: discovery.list_endpoint_slice_for_all_namespaces, client.DiscoveryV1Api),
     health.slim_endpoint_slice,
 )
 
@@ -455,25 +454,7 @@ def endpoint_slices_everywhere(actor: kube.Actor) -> dict[tuple[str, str], list[
     (the health column then says "unknown" rather than make the page wait for a second large list)."""
     if not kube.allowed(actor, "list", "endpointslices", group="discovery.k8s.io"):
         return None
-    informer = informers.get(actor.cluster, ENDPOINT_SLICES_EVERYWHERE)
-    version = informer.version if informer is not None else None
-    snapshot = informer.snapshot() if version is not None else None
-    if snapshot is None:
-        return None
-    key = (actor.cluster.pk, actor.cluster.credentials_version, "")
-    cached = _grouped.get(key)
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    grouped: dict[tuple[str, str], list[dict]] = {}
-    for item in snapshot:
-        metadata = item["metadata"]
-        name = metadata["labels"].get(health.SERVICE_NAME_LABEL)
-        if name:
-            grouped.setdefault((metadata.get("namespace") or "", name), []).append(item)
-    if len(_grouped) >= _GROUPED_KEPT:
-        _grouped.clear()
-    _grouped[key] = (version, grouped)
-    return grouped
+    return _grouped_slices(actor, ENDPOINT_SLICES_EVERYWHERE, "", health.slices_by_namespace_and_service)
 
 
 def ip_pools(actor: kube.Actor) -> list[dict] | None:

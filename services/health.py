@@ -51,11 +51,18 @@ def _is_ready(endpoint: dict) -> bool:
 
 
 def slices_by_service(slices: Iterable[dict]) -> dict[str, list[dict]]:
-    grouped: dict[str, list[dict]] = {}
+    """EndpointSlices of one namespace by the name of their Service."""
+    return {name: found for (_namespace, name), found in slices_by_namespace_and_service(slices).items()}
+
+
+def slices_by_namespace_and_service(slices: Iterable[dict]) -> dict[tuple[str, str], list[dict]]:
+    """EndpointSlices by (namespace, Service name): those of every namespace."""
+    grouped: dict[tuple[str, str], list[dict]] = {}
     for item in slices:
-        name = ((item.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
+        metadata = item.get("metadata") or {}
+        name = (metadata.get("labels") or {}).get(SERVICE_NAME_LABEL)
         if name:
-            grouped.setdefault(name, []).append(item)
+            grouped.setdefault((metadata.get("namespace") or "", name), []).append(item)
     return grouped
 
 
