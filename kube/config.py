@@ -113,6 +113,33 @@ def _check_depth(text: str | bytes, max_depth: int) -> None:
             depth -= 1
 
 
+# PyYAML's findings in English, said in the user's language; the ones it has besides these are rarer, and said
+# in general terms rather than in English inside a sentence of another language.
+_YAML_PROBLEMS = (
+    ("mapping values are not allowed", _("a “key: value” pair where none may start (check the indentation)")),
+    ("could not find expected ':'", _("a key without “:” after it")),
+    ("did not find expected key", _("a line that is neither a key nor a list item at this indentation")),
+    ("did not find expected '-' indicator", _("a line that is not a list item (“- ”) where the list goes on")),
+    ("cannot start any token", _("a character that cannot start a value here (a tab? indent with spaces)")),
+    ("tab character", _("a tab used for indentation (indent with spaces)")),
+    ("found unexpected end of stream", _("the text ends inside a quoted value or a list")),
+    ("found unknown escape character", _("an unknown escape (\\) in a double-quoted value")),
+    ("aliases are not allowed", _("an alias (*name): aliases are not allowed")),
+    ("found duplicate anchor", _("the same anchor (&name) twice")),
+    ("could not determine a constructor", _("a tag (!name) that plain data does not have")),
+    ("expected <block end>", _("a line indented differently from the lines before it")),
+    ("found unexpected ':'", _("a “:” where a value was expected (quote values containing “: ”)")),
+)
+
+
+def yaml_problem(problem: str) -> str:
+    """PyYAML's ``problem`` in the user's language."""
+    for found, said in _YAML_PROBLEMS:
+        if found in problem:
+            return str(said)
+    return str(_("the structure is not valid YAML here"))
+
+
 def load_yaml_document(text: str | bytes, max_bytes: int, max_depth: int = MAX_YAML_DEPTH) -> object:
     """Load exactly one YAML document with no tags beyond plain data, no aliases, no deep nesting, under a size
     cap."""
@@ -123,10 +150,14 @@ def load_yaml_document(text: str | bytes, max_bytes: int, max_depth: int = MAX_Y
         documents = list(yaml.load_all(text, Loader=_SafeLoader))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = _(" (line %(line)d)") % {"line": mark.line + 1} if mark is not None else ""
-        problem = getattr(error, "problem", None) or _("not valid YAML")
+        where = (
+            _(" (line %(line)d, column %(column)d)") % {"line": mark.line + 1, "column": mark.column + 1}
+            if mark is not None
+            else ""
+        )
         raise KubeconfigError(
-            _("This is not valid YAML%(where)s: %(problem)s.") % {"where": where, "problem": problem}
+            _("This is not valid YAML%(where)s: %(problem)s.")
+            % {"where": where, "problem": yaml_problem(getattr(error, "problem", None) or "")}
         ) from None
     if len(documents) != 1:
         raise KubeconfigError(

@@ -13,6 +13,7 @@ from typing import Any
 import pydantic
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from kubernetes import client
 
 import kube
@@ -155,6 +156,25 @@ def get_service(actor: kube.Actor, namespace: str, name: str) -> dict:
 _TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
 
 
+# The client's schema findings (pydantic error types), said in the user's language rather than pydantic's English.
+_SCHEMA_PROBLEMS = {
+    "int_parsing": gettext_lazy("must be a whole number"),
+    "int_type": gettext_lazy("must be a whole number"),
+    "int_from_float": gettext_lazy("must be a whole number"),
+    "string_type": gettext_lazy("must be text (quote it)"),
+    "bool_parsing": gettext_lazy("must be true or false"),
+    "bool_type": gettext_lazy("must be true or false"),
+    "dict_type": gettext_lazy("must be a mapping (key: value lines)"),
+    "model_type": gettext_lazy("must be a mapping (key: value lines)"),
+    "list_type": gettext_lazy("must be a list (lines starting with “- ”)"),
+    "missing": gettext_lazy("is required"),
+    "extra_forbidden": gettext_lazy("is not a field of a Service"),
+    "greater_than_equal": gettext_lazy("is too small"),
+    "less_than_equal": gettext_lazy("is too large"),
+}
+_SCHEMA_OTHER = gettext_lazy("does not match the Kubernetes schema")
+
+
 def _schema_refusal(error: pydantic.ValidationError) -> ApiError:
     """The client checks a body against the Service schema before sending it (a YAML ``port: abc``, say): its
     findings as the API server's would be, a 422 with field paths."""
@@ -166,7 +186,7 @@ def _schema_refusal(error: pydantic.ValidationError) -> ApiError:
         path = ""
         for part in location[start:]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        causes.append({"field": path, "message": problem.get("msg", "")})
+        causes.append({"field": path, "message": str(_SCHEMA_PROBLEMS.get(problem.get("type", ""), _SCHEMA_OTHER))})
     return ApiError(status=422, message=_("The Service does not match the Kubernetes schema."), causes=causes)
 
 

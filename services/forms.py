@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from django import forms
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.forms.renderers import DjangoTemplates
 from django.template import loader
@@ -146,12 +147,25 @@ class Section(forms.Form):
     warned: tuple[str, ...] = ()  # fields whose help text warns about the value they hold
 
     def __init__(
-        self, *args: Any, service_type: str = m.CLUSTER_IP, urls: dict | None = None, index: int = 0, **kwargs: Any
+        self,
+        *args: Any,
+        service_type: str = m.CLUSTER_IP,
+        urls: dict | None = None,
+        index: int = 0,
+        held: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.service_type = service_type
         self.urls = urls or {}
         self.index = index
+        # The values of the Service being edited: a value the cluster holds stays acceptable, offered even where
+        # the form's own choices lack it (a pool MetalLB no longer lists, a newer API value).
+        self.held = held or {}
+        for name, value in self.held.items():
+            field = self.fields.get(name)
+            if isinstance(field, forms.ChoiceField) and value and value not in dict(field.choices):
+                field.choices = [*field.choices, (value, value)]
 
     @property
     def kept_hidden(self) -> set[str]:
@@ -188,14 +202,27 @@ TRAFFIC_DISTRIBUTION_CHOICES = [
 ]
 
 
-class BasicsForm(Section):
-    error_messages = {
-        "name_length": _("The name must be 4 to 63 characters long."),
-        "name_format": _(
-            "Use lowercase letters, digits and '-', starting with a lowercase letter and ending with a letter or digit."
-        ),
-    }
+NEW_NAME_MESSAGES = {
+    "name_length": _(
+        "A new Service's name must be 4 to 63 characters long: the console's naming rule, so that names stay "
+        "readable in lists and DNS. Services made elsewhere with shorter names can still be edited."
+    ),
+    "name_format": _(
+        "Use lowercase letters, digits and '-', starting with a lowercase letter and ending with a letter or digit."
+    ),
+}
 
+
+def validate_new_name(name: str) -> None:
+    """The one naming rule for a Service the console creates, from the form or from YAML (the seed's 4–63
+    characters, a DNS-1035 label). An existing Service keeps whatever name the cluster accepted."""
+    if not 4 <= len(name) <= 63:
+        raise ValidationError(NEW_NAME_MESSAGES["name_length"], code="name_length")
+    if not DNS1035_LABEL.match(name):
+        raise ValidationError(NEW_NAME_MESSAGES["name_format"], code="name_format")
+
+
+class BasicsForm(Section):
     type = forms.ChoiceField(
         label=_("Access type"), choices=SERVICE_TYPE_CHOICES, initial=m.CLUSTER_IP, widget=forms.RadioSelect
     )
@@ -218,9 +245,10 @@ class BasicsForm(Section):
                 "4 to 63 characters: lowercase letters, digits and '-', starting with a letter and ending with a "
                 "letter or digit."
             )
-        if admin_features:
+        if admin_features or self.held.get("type") == m.EXTERNAL_NAME:
+            # Others may edit an ExternalName Service they can see (its labels, say) but not make one.
             self.fields["type"].choices = [*SERVICE_TYPE_CHOICES, (m.EXTERNAL_NAME, _("External name (ExternalName)"))]
-        else:
+        if not admin_features:
             # Not offered, so not accepted either: a posted value is ignored, and an edit keeps the Service's own.
             del self.fields["external_name"]
 
@@ -228,10 +256,7 @@ class BasicsForm(Section):
         name = self.cleaned_data["name"].strip()
         if self.editing:
             return name  # an existing name is whatever the cluster accepted; it cannot change
-        if not 4 <= len(name) <= 63:
-            raise ValidationError(self.error_messages["name_length"], code="name_length")
-        if not DNS1035_LABEL.match(name):
-            raise ValidationError(self.error_messages["name_format"], code="name_format")
+        validate_new_name(name)
         return name
 
     def clean_external_name(self) -> str:
@@ -300,8 +325,11 @@ class TrafficForm(Section):
         """The cluster's MetalLB pools to choose from; None when it has no MetalLB."""
         self.ip_pools = pools
         label = self.fields["metallb_pool"].label
+        held = self.held.get("metallb_pool") or ""
         if pools:
             choices = [("", "—")] + [(pool, pool) for pool in pools]
+            if held and held not in pools:
+                choices.append((held, _("%(pool)s (not a pool of this cluster)") % {"pool": held}))
             help_text = _("The Service gets its address from this pool, announced by MetalLB (ARP or BGP).")
             self.fields["metallb_pool"] = forms.ChoiceField(
                 label=label, choices=choices, required=False, help_text=help_text
@@ -344,7 +372,8 @@ class TrafficForm(Section):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if self.service_type == m.LOAD_BALANCER and cleaned.get("lb_type") == m.METALLB:
+        unchanged = self.held and self.held.get("metallb_pool", "") == cleaned.get("metallb_pool", "")
+        if self.service_type == m.LOAD_BALANCER and cleaned.get("lb_type") == m.METALLB and not unchanged:
             if self.ip_pools is None and cleaned.get("metallb_pool"):
                 self.add_error("metallb_pool", _("This cluster has no MetalLB installed (no IPAddressPool type)."))
             elif self.ip_pools is not None and not cleaned.get("metallb_pool"):
@@ -460,7 +489,10 @@ class AdvancedForm(Section):
         if held == m.PREFER_CLOSE:
             # Offered only to a form that holds it already (an edit of a Service that has it): kept as it is, and
             # said to be the deprecated name it is. A new choice is among the current names.
-            field.choices = [*field.choices, (m.PREFER_CLOSE, _("PreferClose (deprecated name of PreferSameZone)"))]
+            field.choices = [
+                *(choice for choice in field.choices if choice[0] != m.PREFER_CLOSE),
+                (m.PREFER_CLOSE, _("PreferClose (deprecated name of PreferSameZone)")),
+            ]
             field.help_text = _(
                 "PreferClose is the deprecated name of PreferSameZone and works the same; choose PreferSameZone to "
                 "use the current name."
@@ -510,6 +542,9 @@ class LockForm(forms.Form):
     since, so nobody overwrites a change they never saw. Not part of the spec."""
 
     resource_version = forms.CharField(required=False, widget=forms.HiddenInput)
+    # The Service as the form was filled from it (``opened_token``): after a conflict, what the user changed is
+    # told apart from what someone else changed meanwhile.
+    opened = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -562,6 +597,8 @@ class PortForm(Section):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if not self.errors and not any(cleaned.get(name) for name in ("name", "port", "target_port", "node_port")):
+            return {}  # a row left empty (a Service without ports shows one to fill in) is no port
         if "port" in cleaned and cleaned["port"] is None and "port" not in self.errors:
             if isinstance(cleaned.get("target_port"), int):
                 cleaned["port"] = cleaned["target_port"]
@@ -650,6 +687,15 @@ class AnnotationForm(KeyValueForm):
     key = forms.CharField(label=_("Annotation key"), required=False, max_length=317)
     value = forms.CharField(label=_("Annotation value"), required=False, strip=False)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A browser drops the line breaks of an <input>'s value: a value of several lines gets a textarea, which
+        # keeps them (sent back as CRLF; manifest.reconciled gives an unchanged value back as it was).
+        value = self.data.get(self.add_prefix("value")) if self.is_bound else self.initial.get("value")
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            lines = m.unified_newlines(value).count("\n") + 1
+            self.fields["value"].widget = forms.Textarea(attrs={"rows": min(lines, 12), "class": "code"})
+
 
 class BaseKeyValueFormSet(RowFormSet):
     def as_dict(self) -> dict[str, str]:
@@ -722,8 +768,14 @@ class ServiceFormBundle:
         admin_features: bool = False,
         urls: dict[str, str] | None = None,
         live_labels: dict[str, str] | None = None,
+        base: m.ServiceSpec | None = None,
+        ports_required: bool = True,
+        opened: str = "",
     ) -> None:
         self.urls = urls or {}
+        # The Service being edited, as the form was filled from it: what the form does not offer is taken from
+        # here, and a value it holds stays acceptable (``Section.held``).
+        self.base = base
         self.notices: list[str] = []
         if data is not None and f"{LABELS}-TOTAL_FORMS" not in data:
             data = data.copy()
@@ -739,7 +791,8 @@ class ServiceFormBundle:
         if name:
             initial["name"] = name  # a disabled field is not posted: Django takes it from here
         bound = (data,) if data is not None else ()
-        options = {"initial": initial, "urls": self.urls}
+        held = {key: value for key, value in dataclasses.asdict(base).items() if key != PORTS} if base else {}
+        options = {"initial": initial, "urls": self.urls, "held": held}
         self.basics = BasicsForm(*bound, editing=editing, admin_features=admin_features, **options)
         shown = self.basics["type"].value()
         self.service_type = shown if shown in m.SERVICE_TYPES else m.CLUSTER_IP
@@ -750,18 +803,23 @@ class ServiceFormBundle:
         self.affinity = AffinityForm(*bound, **options)
         self.advanced = AdvancedForm(*bound, editing=editing, admin_features=admin_features, **options)
         self.sections: tuple[Section, ...] = (self.basics, self.traffic, self.affinity, self.advanced)
-        self.lock = LockForm(*bound, initial={"resource_version": resource_version}, editing=editing)
+        if base is not None and not opened:
+            opened = opened_token(base)
+        self.lock = LockForm(*bound, initial={"resource_version": resource_version, "opened": opened}, editing=editing)
         row_options = {"form_kwargs": {"service_type": self.service_type, "urls": self.urls}}
         self.formsets: dict[str, RowFormSet] = {}
         for prefix, formset in ROWS_OF.items():
             if data is not None:
                 self.formsets[prefix] = formset(data, prefix=prefix, **row_options)
             else:
-                # Ports and selector start with one empty row to fill in; labels and annotations with none.
-                start = rows.get(prefix) or ([] if prefix in (LABELS, ANNOTATIONS) else [dict(NEW_ROW[prefix])])
+                # Ports and selector start with one empty row to fill in; labels and annotations with none, and so
+                # do the ports of a Service edited without any (ExternalName, headless).
+                empty = prefix in (LABELS, ANNOTATIONS) or (prefix == PORTS and editing and spec is not None)
+                start = rows.get(prefix) or ([] if empty else [dict(NEW_ROW[prefix])])
                 self.formsets[prefix] = formset(initial=start, prefix=prefix, **row_options)
         self.ports, self.selector = self.formsets[PORTS], self.formsets[SELECTOR]
         self.labels, self.annotations = self.formsets[LABELS], self.formsets[ANNOTATIONS]
+        self.ports.required = ports_required
         if self.service_type == m.EXTERNAL_NAME:
             # An ExternalName Service is a DNS alias: it selects no pods and may list no ports.
             selector_required = self.ports.required = False
@@ -784,7 +842,8 @@ class ServiceFormBundle:
                 dropped = True
         options.pop("name", None)
         version = bound.lock["resource_version"].value() or ""
-        refreshed = cls(initial=values, rows=rows, **{**options, "resource_version": version})
+        opened = bound.lock["opened"].value() or ""
+        refreshed = cls(initial=values, rows=rows, **{**options, "resource_version": version, "opened": opened})
         if dropped:
             refreshed.notices = [RowFormSet.default_error_messages["too_many_forms"] % {"num": MAX_ROWS}]
         return refreshed
@@ -805,18 +864,24 @@ class ServiceFormBundle:
         merged: dict[str, Any] = {}
         for section in self.sections:
             merged |= section.cleaned_data
-        return m.ServiceSpec(
-            namespace=namespace,
-            ports=[m.PortSpec(**form.cleaned_data) for form in self.ports.forms if form.cleaned_data],
-            selector=self.selector.as_dict(),
-            labels=self.labels.as_dict(),
-            annotations=self.annotations.as_dict(),
+        values = {
+            "namespace": namespace,
+            "ports": [m.PortSpec(**form.cleaned_data) for form in self.ports.forms if form.cleaned_data],
+            "selector": self.selector.as_dict(),
+            "labels": self.labels.as_dict(),
+            "annotations": self.annotations.as_dict(),
             **merged,
-        )
+        }
+        # An edit: what the form does not offer (a Cluster Admin's field, say) is the Service's own.
+        return dataclasses.replace(self.base, **values) if self.base else m.ServiceSpec(**values)
 
     @property
     def resource_version(self) -> str:
         return self.lock.cleaned_data["resource_version"].strip()
+
+    def opened_spec(self) -> m.ServiceSpec | None:
+        """The Service as this form was filled from it (None when the form does not say)."""
+        return spec_of_token(self.lock.cleaned_data.get("opened") or "")
 
     def __getitem__(self, name: str) -> forms.BoundField:
         """A field of any section (or the lock) by name."""
@@ -913,6 +978,23 @@ class ServiceFormBundle:
         else:
             apply_api_errors(self, error.causes, error.message)
         return False
+
+
+_OPENED_SALT = "services.form.opened"
+
+
+def opened_token(spec: m.ServiceSpec) -> str:
+    """``spec`` signed and compressed, for the form to carry."""
+    return signing.dumps(dataclasses.asdict(spec), salt=_OPENED_SALT, compress=True)
+
+
+def spec_of_token(token: str) -> m.ServiceSpec | None:
+    try:
+        values = signing.loads(token, salt=_OPENED_SALT)
+        ports = [m.PortSpec(**port) for port in values.pop(PORTS)]
+        return m.ServiceSpec(**values, ports=ports)
+    except (signing.BadSignature, TypeError, KeyError, AttributeError, ValueError):
+        return None
 
 
 def _key_values(mapping: dict[str, str]) -> list[dict[str, str]]:
@@ -1016,6 +1098,11 @@ def service_from_yaml(text: str, namespace: str, name: str | None) -> dict:
     metadata = document.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
         raise ValueError(_("Give the Service a name under metadata.name."))
+    if name is None:
+        try:
+            validate_new_name(metadata["name"])  # the form's rule: one rule for every new Service
+        except ValidationError as error:
+            raise ValueError(_("metadata.name: %(reason)s") % {"reason": error.messages[0]}) from None
     if len(metadata["name"]) > 63 or not DNS1035_LABEL.match(metadata["name"]):
         # The API server would judge this too, but it reports an IP allocation failure first.
         raise ValueError(

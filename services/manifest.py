@@ -8,6 +8,7 @@ everything else survive an edit; ``spec_from_service`` reads a live object back 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -98,13 +99,14 @@ class ServiceSpec:
     # did not offer the field, so an edit leaves the live value alone.
     external_ips: list[str] | None = None
     headless: bool | None = None
-    external_name: str = ""
+    external_name: str | None = ""  # None: not offered (Cluster Admins only), so an edit keeps the live one
 
 
-def is_form_annotation(key: str) -> bool:
-    """Whether the form's annotation rows show ``key``: not MetalLB's (the LB fields own those), and not the
-    tools' own bookkeeping under kubernetes.io / k8s.io, which an edit keeps untouched."""
-    if key in METALLB_KEYS:
+def is_form_annotation(key: str, value: str = "") -> bool:
+    """Whether the form's annotation rows show ``key``: not MetalLB's (the LB fields own those), not the tools'
+    own bookkeeping under kubernetes.io / k8s.io, and not a value a browser cannot carry back as it is (a NUL
+    becomes U+FFFD when HTML is parsed): an edit keeps those untouched."""
+    if key in METALLB_KEYS or "\x00" in value:
         return False
     prefix = key.split("/", 1)[0] if "/" in key else ""
     return not (prefix.endswith(("kubernetes.io", "k8s.io")))
@@ -181,18 +183,137 @@ def build_service_manifest(spec: ServiceSpec) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": body}
 
 
-def apply_to_live(live: dict[str, Any], spec: ServiceSpec, resource_version: str) -> dict[str, Any]:
-    """The live Service with the form's fields written over it, ready for a replace (PUT).
+def apply_to_live(
+    live: dict[str, Any], spec: ServiceSpec, resource_version: str, *, base: ServiceSpec | None = None
+) -> dict[str, Any]:
+    """The live Service with the user's changes written over it, ready for a replace (PUT).
+
+    Only what the user changed is written: ``base`` is the spec the form was filled from (by default the live
+    Service's own), and a value of ``spec`` that equals it as a browser sends it back (``reconciled``) counts as
+    unchanged. The object is then merged three ways (``_merged``): what writing ``base`` would change is not
+    written, so whatever the form cannot hold exactly (a legacy MetalLB key, a value's spelling, a field the form
+    does not know) stays as it is, byte for byte.
 
     ``resource_version`` is the version the user's form was loaded from, so a change made meanwhile makes the
     API server answer 409 instead of being overwritten.
     """
-    service = copy.deepcopy(live)
+    base = spec_from_service(live) if base is None else base
+    spec = reconciled(base, spec)
+    before, after = _written(live, base), _written(live, spec)
+    service = _merged(live, before, after)
+    if _metallb(before) != _metallb(after):
+        # MetalLB reads its legacy and current keys alike: a changed pool or address replaces them all.
+        annotations = {k: v for k, v in (service["metadata"].get("annotations") or {}).items() if k not in METALLB_KEYS}
+        service["metadata"]["annotations"] = {**annotations, **_metallb(after)}
     service.setdefault("apiVersion", "v1")
     service.setdefault("kind", "Service")
+    service.setdefault("metadata", {})["resourceVersion"] = resource_version
+    return service
+
+
+def _metallb(service: dict[str, Any]) -> dict[str, str]:
+    annotations = service.get("metadata", {}).get("annotations") or {}
+    return {key: value for key, value in annotations.items() if key in METALLB_KEYS}
+
+
+_ABSENT = object()
+
+
+def _merged(live: Any, before: Any, after: Any) -> Any:
+    """``live`` with the difference between ``before`` and ``after`` applied (both are ``live`` rewritten): keys
+    and values that ``before`` and ``after`` agree on stay exactly as ``live`` has them."""
+    if not (isinstance(live, dict) and isinstance(before, dict) and isinstance(after, dict)):
+        return copy.deepcopy(after) if before != after else copy.deepcopy(live)
+    merged = copy.deepcopy(live)
+    for key in before.keys() | after.keys():
+        old, new = before.get(key, _ABSENT), after.get(key, _ABSENT)
+        if old == new:
+            continue
+        if new is _ABSENT:
+            merged.pop(key, None)
+        elif old is _ABSENT or key not in live:
+            merged[key] = copy.deepcopy(new)
+        else:
+            merged[key] = _merged(live[key], old, new)
+    return merged
+
+
+def unified_newlines(text: str) -> str:
+    """``text`` with every line break as LF: a browser sends a textarea's back as CRLF, so a value whose only
+    difference is how its lines end compares equal."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _words(value: Any) -> list[str]:
+    """A list or a separated string as its items: "10.0.0.1, 10.0.0.2" and ["10.0.0.1", "10.0.0.2"] agree."""
+    items = value if isinstance(value, list | tuple) else str(value or "").replace(",", " ").split()
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _same(name: str, old: Any, new: Any) -> bool:
+    """Whether a spec field's new value is the old one as the form gives it back (trimmed, re-joined, its line
+    breaks and a DNS name's final dot aside)."""
+    if name in ("lb_address", "load_balancer_source_ranges", "external_ips"):
+        return _words(old) == _words(new)
+    if name == "external_name":
+        return str(old or "").strip().rstrip(".") == str(new or "").strip().rstrip(".")
+    if isinstance(old, str) and isinstance(new, str):
+        return unified_newlines(old).strip() == unified_newlines(new).strip()
+    if isinstance(old, int | str) and isinstance(new, int | str) and not isinstance(old, bool | None):
+        return str(old) == str(new)
+    return old == new
+
+
+def _reconciled_values(old: dict[str, str], new: dict[str, str], *, exact: bool = True) -> dict[str, str]:
+    """``new`` with each value that is ``old``'s but for its line breaks (``exact``) or surrounding white space
+    given back as ``old`` has it."""
+    same = (lambda a, b: unified_newlines(a) == unified_newlines(b)) if exact else (lambda a, b: a.strip() == b.strip())
+    return {key: old[key] if key in old and same(old[key], value) else value for key, value in new.items()}
+
+
+def reconciled(base: ServiceSpec, spec: ServiceSpec) -> ServiceSpec:
+    """``spec`` with every value that equals ``base``'s as a browser sends it back replaced by ``base``'s own, and
+    every field the form did not offer (None) taken from ``base``: what the user did not change is unchanged."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(ServiceSpec):
+        old, new = getattr(base, item.name), getattr(spec, item.name)
+        if new is None and item.name in _OPTIONAL:
+            values[item.name] = old
+        elif item.name == "annotations":
+            values[item.name] = _reconciled_values(old, new)
+        elif item.name in ("labels", "selector") and old is not None and new is not None:
+            values[item.name] = _reconciled_values(old, new, exact=False)
+        elif item.name == "ports":
+            values[item.name] = [
+                _reconciled_port(old[index], port) if index < len(old) else port for index, port in enumerate(new)
+            ]
+        elif item.name not in ("labels", "selector") and _same(item.name, old, new):
+            values[item.name] = old
+        else:
+            values[item.name] = new
+    return ServiceSpec(**values)
+
+
+_OPTIONAL = ("labels", "external_ips", "headless", "external_name")  # None: not offered by the form
+
+
+def _reconciled_port(old: PortSpec, new: PortSpec) -> PortSpec:
+    values = {
+        item.name: getattr(old, item.name)
+        if _same(item.name, getattr(old, item.name), getattr(new, item.name))
+        else getattr(new, item.name)
+        for item in dataclasses.fields(PortSpec)
+    }
+    return PortSpec(**values)
+
+
+def _written(live: dict[str, Any], spec: ServiceSpec) -> dict[str, Any]:
+    """The live Service with every field the form owns written from ``spec`` (what an edit changed or not)."""
+    service = copy.deepcopy(live)
     metadata = service.setdefault("metadata", {})
-    metadata["resourceVersion"] = resource_version
-    kept = {key: value for key, value in (metadata.get("annotations") or {}).items() if not is_form_annotation(key)}
+    kept = {
+        key: value for key, value in (metadata.get("annotations") or {}).items() if not is_form_annotation(key, value)
+    }
     for key in METALLB_KEYS:
         kept.pop(key, None)
     metadata["annotations"] = {**kept, **_owned_annotations(spec)}
@@ -269,7 +390,7 @@ def spec_from_service(service: dict[str, Any]) -> ServiceSpec:
         ],
         session_affinity=body.get("sessionAffinity") == "ClientIP",
         session_timeout=affinity_config.get("timeoutSeconds") or DEFAULT_SESSION_TIMEOUT,
-        annotations={key: value for key, value in annotations.items() if is_form_annotation(key)},
+        annotations={key: value for key, value in annotations.items() if is_form_annotation(key, value)},
         external_traffic_policy=body.get("externalTrafficPolicy") or "Cluster",
         lb_type=METALLB if uses_metallb else OTHER_LB,
         metallb_pool=pool,
@@ -317,6 +438,21 @@ def access_addresses(service: dict[str, Any], node_ips: list[str]) -> list[str]:
     return addresses
 
 
+def without_invented_node_ports(stored: dict[str, Any], sent: dict[str, Any], placeholder: str) -> dict[str, Any]:
+    """A dry run's answer with the node ports the API server picked for ports that asked for none (and a health
+    check node port nobody asked for) shown as ``placeholder``: the real write picks others."""
+    shown = copy.deepcopy(stored)
+    body, asked = shown.get("spec") or {}, (sent.get("spec") or {})
+    asked_ports = {(p.get("port"), p.get("protocol", "TCP")): p for p in asked.get("ports") or []}
+    for port in body.get("ports") or []:
+        wanted = asked_ports.get((port.get("port"), port.get("protocol", "TCP"))) or {}
+        if port.get("nodePort") and not wanted.get("nodePort"):
+            port["nodePort"] = placeholder
+    if body.get("healthCheckNodePort") and not asked.get("healthCheckNodePort"):
+        body["healthCheckNodePort"] = placeholder
+    return shown
+
+
 def load_balancer_pending(service: dict[str, Any]) -> bool:
     return service.get("spec", {}).get("type") == LOAD_BALANCER and not (
         (service.get("status", {}).get("loadBalancer") or {}).get("ingress")
@@ -330,11 +466,22 @@ def yaml_of(service: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
+# Metadata every write changes by itself: a diff of what a person changes leaves them out.
+_BOOKKEEPING = ("resourceVersion", "managedFields", "generation")
+
+
+def _comparable_yaml(service: dict[str, Any]) -> list[str]:
+    metadata = {k: v for k, v in service.get("metadata", {}).items() if k not in _BOOKKEEPING}
+    document = {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": service.get("spec", {})}
+    return yaml.safe_dump(document, sort_keys=True, allow_unicode=True).splitlines()
+
+
 def yaml_diff(before: dict[str, Any] | None, after: dict[str, Any]) -> list[tuple[str, str]]:
-    """A unified YAML diff as (kind, line) pairs, kind being "add", "del", "hunk" or ""."""
-    old = yaml_of(before).splitlines() if before else []
+    """A unified YAML diff as (kind, line) pairs, kind being "add", "del", "hunk" or "": keys in one stable order
+    on both sides and without the bookkeeping every write changes, so only real differences show."""
+    old = _comparable_yaml(before) if before else []
     lines = []
-    for line in list(difflib.unified_diff(old, yaml_of(after).splitlines(), lineterm="", n=3))[2:]:
+    for line in list(difflib.unified_diff(old, _comparable_yaml(after), lineterm="", n=3))[2:]:
         kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "")
         lines.append((kind, line))
     return lines

@@ -391,6 +391,10 @@ def _bundle(editor: Editor, data: Any = None, *, change: Callable | None = None)
         "urls": editor.urls,
         # What a POST without label rows stands for: the labels as they are.
         "live_labels": dict((live or {}).get("metadata", {}).get("labels") or {}),
+        # What the form does not offer, and the values the cluster holds: the Service as it is.
+        "base": m.spec_from_service(live) if live else None,
+        # A headless Service may have no ports; one that has none keeps none unless the user adds one.
+        "ports_required": live is None or bool(live.get("spec", {}).get("ports")),
     }
     if change is not None:
         bundle = ServiceFormBundle.refreshed(data, change, **options)
@@ -477,7 +481,10 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
     warnings: list[str] = []
     try:
         if review:
-            diff = m.yaml_diff(editor.live, _store(editor, body, dry_run=True, warnings=warnings))
+            answer = _store(editor, body, dry_run=True, warnings=warnings)
+            diff = m.yaml_diff(
+                editor.live, m.without_invented_node_ports(answer, body, _("(assigned by the cluster when saved)"))
+            )
             return _render_form(
                 request,
                 editor,
@@ -502,12 +509,15 @@ def service_form(request: HttpRequest, cluster: str, namespace: str, name: str |
 
 
 def _conflict_diff(editor: Editor, bundle: ServiceFormBundle) -> dict[str, Any]:
-    """After a conflict: how the user's version differs from the Service as it is now."""
+    """After a conflict: what the user changed (their form against the version they opened), written over the
+    Service as it is now, compared with it: the other writer's changes that the user did not touch show as
+    kept, not as removed."""
     try:
         current = api.get_service(editor.access.actor, editor.namespace, editor.name or "")
     except (api.ApiError, kube.ClusterUnavailable):
         return {}
-    mine = _body(editor, bundle, current)
+    spec = bundle.spec(editor.namespace)
+    mine = m.apply_to_live(current, spec, bundle.resource_version, base=bundle.opened_spec())
     return {"diff": m.yaml_diff(current, mine), "diff_title": _("Your version compared with the current one")}
 
 

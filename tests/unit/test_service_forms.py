@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 from django.core.exceptions import ValidationError
 
+from services import forms
 from services import manifest as m
 from services.forms import (
     MAX_ROWS,
@@ -194,11 +195,11 @@ def test_a_refresh_renders_what_was_typed_without_judging_it() -> None:
 
 
 def test_yaml_edit_needs_the_resource_version_and_create_drops_the_servers_fields() -> None:
-    text = "apiVersion: v1\nkind: Service\nmetadata: {name: web, resourceVersion: '5', uid: x}\nstatus: {}\n"
+    text = "apiVersion: v1\nkind: Service\nmetadata: {name: web-svc, resourceVersion: '5', uid: x}\nstatus: {}\n"
     created = service_from_yaml(text, "shop", None)
     assert "resourceVersion" not in created["metadata"] and "uid" not in created["metadata"]
     assert "status" not in created
-    assert service_from_yaml(text, "shop", "web")["metadata"]["resourceVersion"] == "5"
+    assert service_from_yaml(text, "shop", "web-svc")["metadata"]["resourceVersion"] == "5"
     with pytest.raises(ValueError, match="resourceVersion"):
         service_from_yaml("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n", "shop", "web")
 
@@ -376,3 +377,13 @@ def test_the_api_servers_label_causes_land_on_the_labels() -> None:
 def test_the_api_servers_known_warnings_are_said_in_the_users_language(sent: str, shown: str) -> None:
     assert explained_warning(sent) == shown
     assert warning_notices([sent]) == [f"Warning from the API server: {shown}"]
+
+
+def test_yaml_create_follows_the_forms_naming_rule_and_an_existing_short_name_stays_editable() -> None:
+    text = "apiVersion: v1\nkind: Service\nmetadata: {name: db, resourceVersion: '5'}\n"
+    with pytest.raises(ValueError, match="4 to 63 characters") as refused:
+        service_from_yaml(text, "shop", None)
+    with pytest.raises(ValidationError) as form_refused:
+        forms.validate_new_name("db")
+    assert str(refused.value) == f"metadata.name: {form_refused.value.messages[0]}"  # one rule, one message
+    assert service_from_yaml(text, "shop", "db")["metadata"]["name"] == "db"
