@@ -222,8 +222,14 @@ _ABSENT = object()
 def _merged(live: Any, before: Any, after: Any) -> Any:
     """``live`` with the difference between ``before`` and ``after`` applied (both are ``live`` rewritten): keys
     and values that ``before`` and ``after`` agree on stay exactly as ``live`` has them."""
+    if before == after:
+        return copy.deepcopy(live)
+    if all(isinstance(value, list) for value in (live, before, after)) and all(
+        _port_keys(value) is not None for value in (live, before, after)
+    ):
+        return _merged_ports(live, before, after)
     if not (isinstance(live, dict) and isinstance(before, dict) and isinstance(after, dict)):
-        return copy.deepcopy(after) if before != after else copy.deepcopy(live)
+        return copy.deepcopy(after)
     merged = copy.deepcopy(live)
     for key in before.keys() | after.keys():
         old, new = before.get(key, _ABSENT), after.get(key, _ABSENT)
@@ -236,6 +242,30 @@ def _merged(live: Any, before: Any, after: Any) -> Any:
         else:
             merged[key] = _merged(live[key], old, new)
     return merged
+
+
+def _port_keys(ports: list[Any]) -> list[tuple[Any, Any]] | None:
+    """The ports' identities, (port, protocol), when the list is one of distinct ports; else None."""
+    if not all(isinstance(port, dict) and "port" in port for port in ports):
+        return None
+    keys = [(port["port"], port.get("protocol", "TCP")) for port in ports]
+    return keys if len(set(keys)) == len(keys) else None
+
+
+def _merged_ports(live: list[dict], before: list[dict], after: list[dict]) -> list[dict]:
+    """The ports merged port by port: the user's ports in their order (each one the live port with the user's
+    changes to it), then the live ports the user never saw (another writer's, after a conflict)."""
+    live_by = dict(zip(_port_keys(live), live, strict=True))
+    before_by = dict(zip(_port_keys(before), before, strict=True))
+    after_by = dict(zip(_port_keys(after), after, strict=True))
+    merged = []
+    for key, port in after_by.items():
+        if key in before_by and key in live_by:
+            merged.append(_merged(live_by[key], before_by[key], port))
+        elif key not in before_by or before_by[key] != port:  # new, or changed by the user and removed meanwhile
+            merged.append(copy.deepcopy(port))
+    unseen = [port for key, port in live_by.items() if key not in before_by and key not in after_by]
+    return merged + copy.deepcopy(unseen)
 
 
 def unified_newlines(text: str) -> str:
