@@ -117,7 +117,7 @@ YAML_CASES = [
     ),
     (
         "yaml-other-namespace",
-        "apiVersion: v1\nkind: Service\nmetadata: {name: x1, namespace: default}\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: x1-svc, namespace: default}\n",
         "belongs in namespace",
     ),
     ("yaml-python-tag", "!!python/object/apply:os.system ['true']\n", "not valid YAML"),
@@ -127,7 +127,11 @@ YAML_CASES = [
     ("yaml-no-name", "apiVersion: v1\nkind: Service\nmetadata: {}\n", "metadata.name"),
     ("yaml-aliases", "apiVersion: v1\nkind: Service\nmetadata: &m {name: a1}\nx: *m\n", "aliases are not allowed"),
     ("yaml-api-version", "apiVersion: v2\nkind: Service\nmetadata: {name: a1}\n", "Only a Service"),
-    ("yaml-spec-list", "apiVersion: v1\nkind: Service\nmetadata: {name: a1}\nspec: [1]\n", "spec must be a mapping"),
+    (
+        "yaml-spec-list",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a1-svc}\nspec: [1]\n",
+        "spec must be a mapping",
+    ),
     (
         "yaml-markup-name",
         f"apiVersion: v1\nkind: Service\nmetadata: {{name: '{SCRIPT}'}}\nspec: {{ports: [{{port: 80}}]}}\n",

@@ -13,6 +13,7 @@ from django.test import Client
 from kubernetes import client as k8s
 
 from clusters.models import AuditEntry
+from services import forms
 from tests.helpers import HTMX, create_deployment, hold_node_port, service_form, services_in, services_path
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
@@ -159,7 +160,7 @@ def test_a_name_over_63_characters_is_refused_with_a_message_not_cut(
     long_name = "a" * 64
     response = web.post(services_path(namespace, "create/"), service_form(long_name))
     assert response.status_code == 422
-    assert response.context["bundle"].errors["name"] == ["The name must be 4 to 63 characters long."]
+    assert response.context["bundle"].errors["name"] == [str(forms.NEW_NAME_MESSAGES["name_length"])]
     assert f'value="{long_name}"' in response.content.decode()
     assert services_in(admin_api, namespace) == []
 

@@ -136,8 +136,8 @@ def test_review_shows_the_diff_before_saving(web: Client, admin_api: k8s.ApiClie
     )
     html = web.post(url(namespace, "review/edit/"), {**data, "_action": "review"}).content.decode()
     assert "Changes to be saved" in html
-    assert re.search(r'<span class="diff-del">-\s+port: 80\n?</span>', html)
-    assert re.search(r'<span class="diff-add">\+\s+port: 8080\n?</span>', html)
+    assert re.search(r'<span class="diff-del">-[\s-]+port: 80\n?</span>', html)
+    assert re.search(r'<span class="diff-add">\+[\s-]+port: 8080\n?</span>', html)
     assert k8s.CoreV1Api(admin_api).read_namespaced_service("review", namespace).spec.ports[0].port == 80
 
 

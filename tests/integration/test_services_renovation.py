@@ -289,7 +289,7 @@ def test_the_namespace_picker_takes_only_a_namespace_name(
 def test_yaml_with_a_value_of_the_wrong_kind_gets_the_fields_path_not_a_500(
     web: Client, admin_api: k8s.ApiClient, namespace: str, port: str, validate: bool
 ) -> None:
-    text = f"apiVersion: v1\nkind: Service\nmetadata: {{name: odd}}\nspec:\n  ports: [{{port: 80, nodePort: {port}}}]\n"
+    text = f"apiVersion: v1\nkind: Service\nmetadata: {{name: odd-one}}\nspec:\n  ports: [{{port: 80, nodePort: {port}}}]\n"
     data = {"yaml": text, "_action": "validate" if validate else "save"}
     response = web.post(services_path(namespace, "create-yaml/"), data)
     assert response.status_code == 422
