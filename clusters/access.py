@@ -14,10 +14,12 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
+from django.utils.translation import gettext as _
 
 import kube
 from clusters import audit, rbac
 from clusters.models import Cluster, Grant, Role
+from kube.identity import clear_authorisations
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,10 @@ class Access:
     namespace_roles: dict[str, frozenset[Role]] = field(default_factory=dict)
     # Who the cluster sees: the signed-in user with this request's id (``clusters.rbac.identity_for``).
     identity: kube.Identity | None = None
+    # Grants made before their namespace existed (``rbac.bind_waiting``), and of their namespaces the ones still
+    # not there once asked (``settle_waiting``).
+    waiting: tuple[Grant, ...] = ()
+    missing_namespaces: frozenset[str] = frozenset()
 
     @property
     def actor(self) -> kube.Actor:
@@ -47,6 +53,12 @@ class Access:
 
     def roles_in(self, namespace: str) -> frozenset[Role]:
         return self.cluster_roles | self.namespace_roles.get(namespace, frozenset())
+
+    def roles_said(self, namespace: str) -> str:
+        """The user's roles in ``namespace`` as the console names them ("Superuser" for a superuser)."""
+        if self.superuser:
+            return str(_("Superuser (every role)"))
+        return ", ".join(str(role.label) for role in sorted(self.roles_in(namespace), key=list(Role).index))
 
     def can_view(self, namespace: str) -> bool:
         return self.superuser or bool(self.roles_in(namespace))
@@ -114,11 +126,33 @@ def cluster_for_user(request: HttpRequest, cluster_name: str) -> Access:
             raise Http404
         access = Access(cluster, superuser=True)
     else:
-        grants = list(_grants(user).filter(cluster__name=cluster_name).select_related("cluster"))
+        grants = list(_grants(user).filter(cluster__name=cluster_name).select_related("cluster", "user", "group"))
         if not grants:
             raise Http404
         access = _access_from(grants[0].cluster, ((grant.namespace, grant.role) for grant in grants))
+        access = replace(access, waiting=tuple(grant for grant in grants if grant.waiting_for_namespace))
     return replace(access, identity=rbac.identity_for(user, audit.request_id(request)))
+
+
+def settle_waiting(access: Access, namespace: str | None = None) -> Access:
+    """Bind the user's grants made before their namespace (those of ``namespace``, or all) if it has appeared
+    since; ``missing_namespaces`` then names the ones still not there. Only for a page the user may open: a
+    refused request never reaches the cluster."""
+    waiting = [grant for grant in access.waiting if namespace is None or grant.namespace == namespace]
+    if not waiting:
+        return access
+    missing = frozenset(grant.namespace for grant in rbac.bind_waiting(waiting))
+    if len(missing) < len({grant.namespace for grant in waiting}):
+        clear_authorisations()  # a refusal remembered before the binding existed is stale
+    return replace(access, missing_namespaces=access.missing_namespaces | missing)
+
+
+class NamespaceNotCreated(Exception):
+    """The user holds a grant on a namespace that does not exist in the cluster yet."""
+
+    def __init__(self, access: Access, namespace: str) -> None:
+        super().__init__(namespace)
+        self.access, self.namespace = access, namespace
 
 
 def namespace_access(request: HttpRequest, cluster_name: str, namespace: str, *, write: bool = False) -> Access:
@@ -127,6 +161,9 @@ def namespace_access(request: HttpRequest, cluster_name: str, namespace: str, *,
         access = cluster_for_user(request, cluster_name)
         if not access.can_view(namespace) or (write and not access.can_edit(namespace)):
             raise PermissionDenied
+        access = settle_waiting(access, namespace)
+        if namespace in access.missing_namespaces and not access.cluster_wide:
+            raise NamespaceNotCreated(access, namespace)
     except (Http404, PermissionDenied):
         if write and request.user.is_authenticated:
             url_name = request.resolver_match.url_name if request.resolver_match else ""

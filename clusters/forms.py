@@ -30,15 +30,54 @@ class LoginForm(AuthenticationForm):
             raise
 
 
+USE_CHOICES = [
+    (
+        rbac.SET_UP,
+        _(
+            "Set the cluster up with this credential (recommended): it is used once to create the console's roles "
+            "and its own limited ServiceAccount, and is not stored; the console then acts as each user."
+        ),
+    ),
+    (
+        rbac.OWN_TOKEN,
+        _(
+            "Store this credential as the console's own token (a renewed token of the console's ServiceAccount): it "
+            "must be able to act as users and do nothing more."
+        ),
+    ),
+    (
+        rbac.SHARED,
+        _(
+            "Store this credential and act with it for everyone (shared mode): the cluster's RBAC and audit log "
+            "then see the console, not the person. Only for a cluster that cannot act as each user."
+        ),
+    ),
+]
+
+
 class ClusterForm(forms.ModelForm):
     """Register or update a cluster. Credentials are write-only: the fields are never filled from the database,
-    and leaving them all empty on an existing cluster keeps what is stored."""
+    and leaving them all empty on an existing cluster keeps what is stored.
+
+    A credential given is judged by what it may do before anything is stored (``rbac.rights_of``), for the use
+    chosen: the set-up (an administrator's, used once and never stored: only the console's limited token is),
+    the console's own token of a cluster that acts as each user, or a shared credential."""
 
     error_messages = {
         "no_credentials": _("Give a kubeconfig, or an API server URL with a token or a client certificate and key."),
         "both": _("Give either a kubeconfig or separate credentials, not both."),
         "unreachable": _("The cluster could not be reached with these credentials: %(reason)s"),
+        "set_up_refused": _("The cluster refused the set-up: %(reason)s"),
     }
+
+    # Not posted (a script's form): the set-up, which stores the least.
+    use = forms.ChoiceField(
+        label=_("How to use the credential"),
+        choices=USE_CHOICES,
+        initial=rbac.SET_UP,
+        required=False,
+        widget=forms.RadioSelect,
+    )
 
     kubeconfig = forms.FileField(
         label=_("kubeconfig file"),
@@ -86,6 +125,10 @@ class ClusterForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.new_credentials: kube.Credentials | None = None
         self.checked_version = ""
+        self.set_up_done: rbac.SetUp | None = None
+        self.rights: rbac.Rights | None = None
+        if self.instance.pk is not None:
+            self.fields["use"].help_text = _("Only when you give new credentials.")
 
     def _credentials(self) -> kube.Credentials | None:
         data = self.cleaned_data
@@ -131,6 +174,7 @@ class ClusterForm(forms.ModelForm):
         if self.new_credentials is not None:
             try:
                 self.checked_version = kube.check_connection(self.new_credentials)
+                self._judge(cleaned.get("use") or rbac.SET_UP)
             except (kube.ClusterUnavailable, kube.KubeconfigError) as error:
                 self.add_error(
                     None,
@@ -143,16 +187,48 @@ class ClusterForm(forms.ModelForm):
             self.add_error("insecure_skip_tls_verify", _("Give the credentials again to change this setting."))
         return cleaned
 
+    def _judge(self, use: str) -> None:
+        """Ask the cluster what the credential may do, refuse it for ``use`` with the reason, and run the set-up
+        with it when that is the use (the set-up's own token is what gets stored)."""
+        self.rights = rbac.rights_of(self.new_credentials)
+        for problem in rbac.credential_problems(self.rights, use):
+            self.add_error("use", problem)
+        if self.errors or use != rbac.SET_UP:
+            return
+        try:
+            self.set_up_done = rbac.set_up(self.new_credentials)
+        except kube.ApiError as error:
+            self.add_error(
+                None,
+                forms.ValidationError(
+                    self.error_messages["set_up_refused"], code="set_up_refused", params={"reason": error.message}
+                ),
+            )
+
+    @property
+    def stores_more_than_needed(self) -> bool:
+        """Whether the credential stored can do more than the console needs (a shared one chosen so)."""
+        return self.set_up_done is None and self.rights is not None and self.rights.more_than_the_console_needs
+
     def save(self, commit: bool = True) -> Cluster:
         cluster = super().save(commit=False)
         if self.new_credentials is not None:
-            cluster.set_credentials(self.new_credentials)
             cluster.kubernetes_version = self.checked_version
             cluster.reachable = True
             cluster.last_checked = timezone.now()
-            # A credential given by hand acts for everyone, unless the cluster was set up for impersonation and the
-            # new credential may still impersonate (a renewed token of the console's ServiceAccount).
-            if not (cluster.impersonates and rbac.can_impersonate(self.new_credentials)):
+            use = self.cleaned_data.get("use") or rbac.SET_UP
+            if self.set_up_done is not None:
+                # The administrator's credential set the cluster up and is dropped here: only the console's
+                # limited token is stored, in the mode the cluster allows.
+                cluster.set_credentials(self.set_up_done.credentials)
+                cluster.identity_mode, cluster.identity_reason = self.set_up_done.mode, self.set_up_done.reason
+            elif use == rbac.OWN_TOKEN:
+                # Judged: it acts as users and does nothing more (a renewed token, or deploy/'s ServiceAccount).
+                cluster.set_credentials(self.new_credentials)
+                cluster.identity_mode = Cluster.IdentityMode.IMPERSONATE
+                cluster.identity_reason = Cluster.IdentityReason.SET_UP
+            else:
+                cluster.set_credentials(self.new_credentials)
                 cluster.identity_mode = Cluster.IdentityMode.SHARED
                 cluster.identity_reason = Cluster.IdentityReason.GIVEN_BY_HAND
         if commit:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import json
 
 from django.conf import settings
@@ -7,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from clusters import crypto
@@ -76,6 +78,11 @@ class Cluster(models.Model):
     @property
     def label(self) -> str:
         return str(self)
+
+    @property
+    def checked_just_now(self) -> bool:
+        """Checked less than a minute ago ("checked 0 minutes ago" says nothing)."""
+        return self.last_checked is not None and timezone.now() - self.last_checked < datetime.timedelta(minutes=1)
 
     def set_credentials(self, credentials: Credentials) -> None:
         self.encrypted_credentials = crypto.encrypt(json.dumps(credentials.to_dict()).encode())
@@ -164,6 +171,9 @@ class Grant(models.Model):
         verbose_name=_("group"),
     )
     created = models.DateTimeField(_("created"), auto_now_add=True)
+    # The grant's namespace did not exist when its RoleBinding was to be made: made when it does
+    # (``rbac.bind_waiting``), and said to the admin and to the person meanwhile.
+    waiting_for_namespace = models.BooleanField(_("namespace not created yet"), default=False, editable=False)
 
     class Meta:
         verbose_name = _("role grant")

@@ -196,6 +196,8 @@ class SyncResult:
     updated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # "what: why", safe to show
+    # Namespaces that do not exist (yet): their RoleBindings are made when they do (``bind_waiting``).
+    missing_namespaces: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.created or self.updated or self.deleted or self.failed)
@@ -301,12 +303,9 @@ def _reconcile(bindings: _Bindings, desired: list[dict], existing: list[dict], r
             result.created.append(_where(target))
         except kube.ApiError as error:
             if error.status == 404 and target["metadata"].get("namespace"):
-                message = _("namespace %(namespace)s does not exist yet; run sync_rbac once it does") % {
-                    "namespace": target["metadata"]["namespace"]
-                }
+                result.missing_namespaces.append(target["metadata"]["namespace"])
             else:
-                message = error.message
-            result.failed.append(f"{_where(target)}: {message}")
+                result.failed.append(f"{_where(target)}: {error.message}")
 
 
 def _selector(cluster: Cluster, grant_pk: int | None = None) -> str:
@@ -356,7 +355,34 @@ def sync_cluster(cluster: Cluster, request_id: str = "") -> SyncResult:
         result.failed.append(error.message)
         return result
     _reconcile(bindings, desired, existing, result)
+    waiting = Grant.objects.filter(cluster=cluster).exclude(namespace="")
+    waiting.filter(namespace__in=result.missing_namespaces).update(waiting_for_namespace=True)
+    waiting.exclude(namespace__in=result.missing_namespaces).update(waiting_for_namespace=False)
     return result
+
+
+def bind_waiting(grants: list[Grant]) -> list[Grant]:
+    """Try again the bindings of grants whose namespace did not exist; the grants still waiting (their namespace
+    is still not there, or the cluster cannot be reached) are returned. Called when the person opens the cluster
+    or the namespace, so a grant made before its namespace takes effect without anyone saving it again."""
+    still = []
+    for grant in grants:
+        try:
+            result = sync_grant(grant)
+        except kube.ClusterUnavailable:
+            still.append(grant)
+            continue
+        _note_waiting(grant, result)
+        if grant.waiting_for_namespace:
+            still.append(grant)
+    return still
+
+
+def _note_waiting(grant: Grant, result: SyncResult) -> None:
+    waiting = grant.namespace in result.missing_namespaces
+    if waiting != grant.waiting_for_namespace:
+        Grant.objects.filter(pk=grant.pk).update(waiting_for_namespace=waiting)
+    grant.waiting_for_namespace = waiting
 
 
 # --- set-up: roles, the console's ServiceAccount and its token ------------------------------------------------
@@ -493,6 +519,107 @@ def can_impersonate(credentials: kube.Credentials) -> bool:
     return ((review.get("status") or {}).get("userInfo") or {}).get("username") == probe.user
 
 
+# --- what a credential may do -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rights:
+    """What a credential may do in its cluster, asked of the cluster (SelfSubjectAccessReviews as the credential,
+    and a SelfSubjectReview while impersonating)."""
+
+    everything: bool  # any verb on any resource: cluster administrator
+    reads_secrets: bool
+    impersonates: bool  # constrained impersonation works for it
+    sets_up: bool  # may make the console's roles, bindings, ServiceAccount and its token
+    reads_services: bool  # may list Services and namespaces everywhere: what the console shows, in the shared mode
+
+    @property
+    def more_than_the_console_needs(self) -> bool:
+        return self.everything or self.reads_secrets
+
+
+_SET_UP_NEEDS = (
+    ("create", "namespaces", ""),
+    ("create", "serviceaccounts", ""),
+    ("create", "serviceaccounts/token", ""),
+    ("create", "clusterroles", RBAC_GROUP),
+    ("create", "clusterrolebindings", RBAC_GROUP),
+)
+
+
+def rights_of(credentials: kube.Credentials) -> Rights:
+    """Ask the cluster what ``credentials`` may do. Raises ``kube.ClusterUnavailable``."""
+    api_client = kube.build_api_client(credentials)
+    reviews = client.AuthorizationV1Api(api_client)
+
+    def may(verb: str, resource: str, group: str = "") -> bool:
+        subresource = ""
+        if "/" in resource:
+            resource, subresource = resource.split("/", 1)
+        attributes = {"verb": verb, "resource": resource, "group": group, "subresource": subresource}
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview"}
+        try:
+            review = kube.call(
+                reviews.create_self_subject_access_review, {**body, "spec": {"resourceAttributes": attributes}}
+            )
+        except kube.ApiError:
+            return False  # a credential that may not even ask may do nothing
+        return bool((review.get("status") or {}).get("allowed"))
+
+    try:
+        return Rights(
+            everything=may("*", "*", "*"),
+            reads_secrets=may("get", "secrets") or may("list", "secrets"),
+            impersonates=can_impersonate(credentials),
+            sets_up=all(may(verb, resource, group) for verb, resource, group in _SET_UP_NEEDS),
+            reads_services=may("list", "services") and may("list", "namespaces"),
+        )
+    finally:
+        api_client.rest_client.pool_manager.clear()
+
+
+# How a cluster's credential is to be used: run the set-up with it (used once, never stored), store it as the
+# console's own token of a cluster that acts as each user, or store it and act with it for everyone.
+SET_UP, OWN_TOKEN, SHARED = "set-up", "own-token", "shared"
+
+
+def credential_problems(rights: Rights, use: str) -> list[str]:
+    """Why a credential with ``rights`` cannot serve for ``use``: each reason a sentence saying what to do."""
+    if use == SET_UP and not rights.sets_up:
+        return [
+            _(
+                "This credential cannot set the cluster up: it may not create ClusterRoles, ClusterRoleBindings, "
+                "a ServiceAccount and its token. Give a cluster administrator's credential (it is used once and "
+                "not stored), or choose the shared mode."
+            )
+        ]
+    if use == OWN_TOKEN and rights.more_than_the_console_needs:
+        return [
+            _(
+                "This credential can do more than the console needs (it can read Secrets): a cluster that acts as "
+                "each user stores only the console's limited token. Choose “Set the cluster up with this credential” "
+                "to use it once for the set-up instead; it is then not stored."
+            )
+        ]
+    if use == OWN_TOKEN and not rights.impersonates:
+        return [
+            _(
+                "This credential cannot act as the console's users (constrained impersonation), so the cluster "
+                "could not see who does what. Give the token of the console's ServiceAccount, or set the cluster up "
+                "with an administrator's credential."
+            )
+        ]
+    if use == SHARED and not rights.reads_services:
+        return [
+            _(
+                "This credential may not list Services and namespaces, so the console could show nothing with it. "
+                "Give a credential bound to the console's roles (manage.py rbac_manifests), or set the cluster up "
+                "with an administrator's credential."
+            )
+        ]
+    return []
+
+
 # --- grants changed in admin, by ``grant`` or anywhere else -------------------------------------------------
 
 
@@ -511,6 +638,7 @@ def grant_changing(sender: type, instance: Grant, **kwargs: Any) -> None:
 def grant_saved(sender: type, instance: Grant, **kwargs: Any) -> None:
     try:
         result = sync_grant(instance)
+        _note_waiting(instance, result)
         previous = getattr(instance, "previous_cluster_id", None)
         if previous is not None and previous != instance.cluster_id:
             old = Cluster.objects.filter(pk=previous).first()

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 import kube
-from clusters.access import cluster_for_user, visible_clusters
+from clusters.access import cluster_for_user, settle_waiting, visible_clusters
 from clusters.forms import LoginForm
 
 
@@ -48,7 +48,7 @@ def cluster_status(request: HttpRequest, cluster: str) -> HttpResponse:
 @login_required
 def cluster_detail(request: HttpRequest, cluster: str) -> HttpResponse:
     """The namespaces of a cluster the user may see, each linking to its Services."""
-    access = cluster_for_user(request, cluster)
+    access = settle_waiting(cluster_for_user(request, cluster))
     error = ""
     if access.cluster_wide:
         try:
@@ -57,7 +57,7 @@ def cluster_detail(request: HttpRequest, cluster: str) -> HttpResponse:
             namespaces, error = [], str(unavailable)
     else:
         namespaces = sorted(access.namespace_roles)
-    rows = [(ns, access.can_edit(ns)) for ns in namespaces]
+    rows = [(ns, access.roles_said(ns), ns in access.missing_namespaces) for ns in namespaces]
     return render(
         request,
         "clusters/cluster_detail.html",

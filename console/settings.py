@@ -129,6 +129,7 @@ MIDDLEWARE = [
     "console.middleware.HtmxLoginRedirectMiddleware",
     "console.middleware.SecurityHeadersMiddleware",
     "console.middleware.ClearRefusalsMiddleware",
+    "clusters.middleware.NamespaceNotCreatedMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]

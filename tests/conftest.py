@@ -124,7 +124,8 @@ def make_user(db: None):
         if role is not None:
             where = "" if Role(role).is_cluster_wide else namespace
             grant = Grant.objects.create(user=user, cluster=cluster, role=role, namespace=where)
-            if cluster.impersonates and not getattr(grant, "rbac_problems", []):  # bound (its namespace exists)
+            bound = not getattr(grant, "rbac_problems", []) and not grant.waiting_for_namespace
+            if cluster.impersonates and bound:  # (a grant on a namespace not created yet waits for it)
                 # The API server's RBAC authorizer sees a new binding a few milliseconds after it is written.
                 who = kube.Actor(cluster, rbac.identity_for(user))
                 deadline = time.monotonic() + 10

@@ -58,6 +58,7 @@ def test_a_token_is_stored_encrypted_and_never_shown(
         server_url=control_plane.server,
         token=service_account_token,
         certificate_authority=control_plane.ca_pem.decode(),
+        use="shared",  # stored as given (the set-up would store the console's own token instead)
     )
     assert response.status_code == 302, response.content.decode()[:3000]
     cluster = Cluster.objects.get(name="prod")
@@ -79,7 +80,8 @@ def test_a_token_is_stored_encrypted_and_never_shown(
     tested = admin_client.post(
         "/admin/console/cluster/", {"action": "test_connection", "_selected_action": [cluster.pk]}, follow=True
     )
-    assert "Production is reachable: Kubernetes v1.37.2." in tested.content.decode()
+    said = tested.content.decode().replace("&ldquo;", "“").replace("&rdquo;", "”")
+    assert "Cluster “prod” is reachable (Kubernetes v1.37.2), and its credential may do what the console needs." in said
 
 
 def test_credentials_can_be_replaced_and_are_kept_when_left_empty(
@@ -90,6 +92,7 @@ def test_credentials_can_be_replaced_and_are_kept_when_left_empty(
         server_url=control_plane.server,
         token=service_account_token,
         certificate_authority=control_plane.ca_pem.decode(),
+        use="shared",
     )
     cluster = Cluster.objects.get(name="prod")
     version = cluster.credentials_version
@@ -103,7 +106,9 @@ def test_credentials_can_be_replaced_and_are_kept_when_left_empty(
 
     upload = io.BytesIO(yaml.safe_dump(control_plane.kubeconfig()).encode())
     upload.name = "kubeconfig"
-    replaced = admin_client.post(f"/admin/console/cluster/{cluster.pk}/change/", {"name": "prod", "kubeconfig": upload})
+    replaced = admin_client.post(
+        f"/admin/console/cluster/{cluster.pk}/change/", {"name": "prod", "kubeconfig": upload, "use": "shared"}
+    )
     assert replaced.status_code == 302
     cluster.refresh_from_db()
     assert cluster.auth_method == "client-certificate" and cluster.credentials_version == version + 1

@@ -33,9 +33,16 @@ from clusters.models import Cluster
 
 
 def register_cluster(
-    name: str, kubeconfig: bytes, *, context: str = "", display_name: str = "", insecure: bool = False
+    name: str,
+    kubeconfig: bytes,
+    *,
+    context: str = "",
+    display_name: str = "",
+    insecure: bool = False,
+    use: str = rbac.SHARED,
 ) -> Cluster:
-    """Create or update a cluster through the same validation as the admin form; raise ``CommandError``."""
+    """Create or update a cluster through the same validation as the admin form (the credential judged for
+    ``use``, and with ``rbac.SET_UP`` used for the set-up and not stored); raise ``CommandError``."""
     instance = Cluster.objects.filter(name=name).first()
     form = ClusterForm(
         data={
@@ -44,6 +51,7 @@ def register_cluster(
             "description": instance.description if instance else "",
             "context": context,
             "insecure_skip_tls_verify": insecure,
+            "use": use,
         },
         files={"kubeconfig": SimpleUploadedFile("kubeconfig", kubeconfig)},
         instance=instance,
@@ -60,25 +68,12 @@ def register_cluster(
 def set_up_cluster(
     name: str, kubeconfig: bytes, *, context: str = "", display_name: str = "", insecure: bool = False
 ) -> tuple[Cluster, rbac.SyncResult]:
-    """Set the cluster up for acting as each user with the administrator's ``kubeconfig``, register it with the
-    console's ServiceAccount token, and bind every grant it has; raise ``CommandError``."""
-    try:
-        admin = kube.parse_kubeconfig(
-            kubeconfig.decode("utf-8", errors="replace"),
-            context or None,
-            max_bytes=settings.KUBECONFIG_MAX_BYTES,
-            allow_insecure=insecure,
-        )
-        done = rbac.set_up(admin)
-    except (kube.KubeconfigError, kube.ClusterUnavailable) as error:
-        raise CommandError(str(error)) from None
-    except kube.ApiError as error:
-        raise CommandError(_("The cluster refused the set-up: %(reason)s") % {"reason": error.message}) from None
+    """Set the cluster up for acting as each user with the administrator's ``kubeconfig`` (the admin form's set-up:
+    the kubeconfig is used once and not stored; the console's ServiceAccount token is), and bind every grant it
+    has; raise ``CommandError``."""
     cluster = register_cluster(
-        name, service_account_kubeconfig(done.credentials), display_name=display_name, insecure=insecure
+        name, kubeconfig, context=context, display_name=display_name, insecure=insecure, use=rbac.SET_UP
     )
-    cluster.identity_mode, cluster.identity_reason = done.mode, done.reason
-    cluster.save(update_fields=["identity_mode", "identity_reason"])
     try:
         synced = rbac.sync_cluster(cluster)
     except kube.ClusterUnavailable as error:
@@ -190,9 +185,9 @@ def register_in_cluster(name: str, folder: Path, *, display_name: str = "") -> t
             )
             % {"account": account}
         )
-    cluster = register_cluster(name, service_account_kubeconfig(credentials), display_name=display_name)
-    cluster.identity_mode, cluster.identity_reason = Cluster.IdentityMode.IMPERSONATE, Cluster.IdentityReason.SET_UP
-    cluster.save(update_fields=["identity_mode", "identity_reason"])
+    cluster = register_cluster(
+        name, service_account_kubeconfig(credentials), display_name=display_name, use=rbac.OWN_TOKEN
+    )
     try:
         synced = rbac.sync_cluster(cluster)
     except kube.ClusterUnavailable as error:
