@@ -104,7 +104,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "axes",
+    "clusters.apps.LoginThrottlingConfig",  # django-axes, its name translated
     "django_htmx",
     "template_partials",
     "clusters",
