@@ -110,6 +110,11 @@
     for (var i = 0; i < menus.length; i++) {
       closeMenu(menus[i], menus[i].contains(doc.activeElement));
     }
+    // The phone's navigation menu (base.html) too; the focus goes back to its toggle only from inside it.
+    var navigation = doc.querySelector("details.nav-menu[open]");
+    if (navigation) {
+      closeMenu(navigation, navigation.contains(doc.activeElement));
+    }
   });
 
   doc.addEventListener("focusout", function (event) {
@@ -158,35 +163,51 @@
   doc.addEventListener("htmx:responseError", showRequestError);
   doc.addEventListener("htmx:sendError", showRequestError);
 
-  /* 5: after an htmx swap that brought back invalid fields, focus the first one. Focus is only moved when it was
-     lost in the swap or the swap answered a form submission, so switching the access type does not jump. */
+  /* New content of an htmx swap carries htmx's "added" class until it settles. An answer that swapped only
+     out-of-band slots (live validation: hx-swap="none") is dispatched on the form it inherits its target from, but
+     brings no new form: such a background answer must never move the focus. */
+  function swappedIn(element) {
+    var added = (window.htmx && window.htmx.config && window.htmx.config.addedClass) || "htmx-added";
+    return element.classList.contains(added);
+  }
+
+  function focusQuietly(element) {
+    try {
+      element.focus({ preventScroll: true });
+    } catch (e) {
+      element.focus();
+    }
+    if (typeof element.scrollIntoView === "function") {
+      element.scrollIntoView({ block: "center" });
+    }
+  }
+
+  /* 5: after an htmx swap that brought back errors, show the keyboard where they are: after OK (or Enter in a field,
+     or Review changes) the form's own error message (#form-errors, focusable with tabindex=-1) when there is one,
+     else the first invalid field. Focus is only moved when it was lost in the swap or the swap answered a form
+     submission, so switching the access type does not jump. */
   doc.addEventListener("htmx:afterSwap", function (event) {
     var root = event.target instanceof Element ? event.target : null;
-    if (!root || !root.isConnected) {
-      return;
-    }
-    var invalid = root.matches('[aria-invalid="true"]') ? root : root.querySelector('[aria-invalid="true"]');
-    if (!invalid) {
+    if (!root || !root.isConnected || !swappedIn(root)) {
       return;
     }
     var detail = event.detail || {};
     var trigger = detail.requestConfig && detail.requestConfig.triggeringEvent;
-    var active = doc.activeElement;
-    var focusLost = !active || active === doc.body || !active.isConnected;
-    if (!focusLost && !(trigger && trigger.type === "submit")) {
+    var submitted = !!trigger && trigger.type === "submit";
+    var submitter = submitted ? trigger.submitter : null;
+    var saving = !!submitter && submitter.getAttribute("name") === "_action";
+    var message = saving ? root.querySelector("#form-errors [tabindex]") : null;
+    var invalid = root.matches('[aria-invalid="true"]') ? root : root.querySelector('[aria-invalid="true"]');
+    var target = message || invalid;
+    if (!target) {
       return;
     }
-    if (active && active.getAttribute && active.getAttribute("aria-invalid") === "true") {
-      return; // an earlier afterSwap of the same response already did it
+    var active = doc.activeElement;
+    var focusLost = !active || active === doc.body || !active.isConnected;
+    if (active === target || (!focusLost && !submitted)) {
+      return;
     }
-    try {
-      invalid.focus({ preventScroll: true });
-    } catch (e) {
-      invalid.focus();
-    }
-    if (typeof invalid.scrollIntoView === "function") {
-      invalid.scrollIntoView({ block: "center" });
-    }
+    focusQuietly(target);
   });
 
   /* 6: the service port follows the container port (the seed: "服务端口被设置为与容器端口字段相同的值") until the user
@@ -226,10 +247,14 @@
     port.setAttribute("data-follows", "");
   });
 
-  /* 7: keyboard focus across the form's re-renders. An interaction (a row added or removed, a dialog opened or
-     closed, a free node port) marks where to continue with autofocus; otherwise the element that had the focus
-     (the access type radio just chosen) gets it back. */
+  /* 7: keyboard focus across the form's re-renders, once per new form (never on a background answer: see
+     swappedIn). An interaction's button may name where the keyboard goes on (data-focus-next: a part of the form,
+     whose first control gets the focus); else an interaction (a row added or removed, a dialog opened or closed, a
+     free node port) marks where to continue with autofocus; otherwise the element that had the focus (the access
+     type radio just chosen) gets it back. */
   var focusedBefore = null;
+  var CONTROLS = "input:not([type=hidden]):not([disabled]), select:not([disabled]), textarea:not([disabled]), button:not([disabled])";
+  var newForms = new WeakSet();
 
   doc.addEventListener("htmx:beforeRequest", function () {
     var active = doc.activeElement;
@@ -242,12 +267,34 @@
     return root && form && (root === form || root.contains(form)) ? form : null;
   }
 
+  doc.addEventListener("htmx:afterSwap", function (event) {
+    var form = serviceFormIn(event);
+    if (form && swappedIn(event.target)) {
+      newForms.add(form);
+    }
+  });
+
+  function nextPartAfter(event) {
+    var config = (event.detail || {}).requestConfig;
+    var trigger = config && config.triggeringEvent;
+    var button = trigger && trigger.submitter instanceof Element ? trigger.submitter : null;
+    var selector = button && button.getAttribute("data-focus-next");
+    var part = selector && doc.querySelector(selector);
+    return part ? part.querySelector(CONTROLS) : null;
+  }
+
   doc.addEventListener("htmx:afterSettle", function (event) {
     var form = serviceFormIn(event);
-    if (!form) {
+    if (!form || !newForms.has(form)) {
+      return; // the form was not replaced: a live validation answer (or the page's first form, which the browser placed)
+    }
+    newForms.delete(form);
+    upgradeDialogs(form);
+    var next = nextPartAfter(event);
+    if (next && !form.querySelector("dialog[open]")) {
+      next.focus(); // (a dialog drawn again, with an error, keeps the focus)
       return;
     }
-    upgradeDialogs(form);
     var marked = form.querySelector("[autofocus]");
     var active = doc.activeElement;
     if (marked) {
@@ -286,9 +333,10 @@
   }
 
   /* 9: a draft of a new Service's form in the tab's sessionStorage, keyed by the form's URL: a reload restores
-     what was typed (the server re-renders the form from it through the refresh URL, rows and type included); a
-     successful save or Cancel forgets it. */
+     what was typed (the server re-renders the form from it through the refresh URL, rows and type included) and
+     says so (#draft-notice, with a Discard button); a successful save, Cancel or Discard forgets it. */
   var DRAFT = "console-draft:";
+  var draftDiscarded = false; // until the reload: an answer settling meanwhile must not save it again
 
   function draftForm() {
     var form = doc.getElementById("service-form");
@@ -311,7 +359,7 @@
 
   function saveDraft() {
     var form = draftForm();
-    if (!form) {
+    if (!form || draftDiscarded) {
       return;
     }
     try {
@@ -350,7 +398,12 @@
         values[pair[0]] = pair[1];
       }
     });
-    window.htmx.ajax("POST", url, { source: form, target: form, swap: "outerHTML", values: values });
+    window.htmx.ajax("POST", url, { source: form, target: form, swap: "outerHTML", values: values }).then(function () {
+      var notice = doc.getElementById("draft-notice");
+      if (notice && doc.getElementById("service-form") !== form) {
+        notice.hidden = false; // the form was redrawn from the draft
+      }
+    });
   }
 
   doc.addEventListener("input", function (event) {
@@ -381,6 +434,15 @@
     var form = cancel && cancel.closest("form[data-draft]");
     if (form) {
       forgetDraft(form);
+    }
+  });
+  doc.addEventListener("click", function (event) {
+    var discard = event.target instanceof Element ? event.target.closest("[data-draft-discard]") : null;
+    var form = discard && draftForm();
+    if (form) {
+      draftDiscarded = true;
+      forgetDraft(form);
+      window.location.reload(); // the form as it comes, empty
     }
   });
 

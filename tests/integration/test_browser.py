@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from kubernetes import client as k8s
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from clusters.models import AuditEntry, Cluster, Role
 from tests.helpers import create_deployment, make_node, run_pod, set_pod_ready
@@ -63,10 +63,54 @@ def console(
     return {"url": live_server.url, "services": f"{live_server.url}/clusters/local/namespaces/{namespace}/services/"}
 
 
+# Every page open_page opens reports its console errors and uncaught exceptions here, and no_browser_errors fails
+# the test on any (DESIGN.md: a browser console error is a failing test). A list, not a per-test object: the layout
+# tests drive their pages from a thread of their own.
+BROWSER_ERRORS: list[str] = []
+
+
+REFUSED = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
+
+
+def an_answer_the_page_draws(page: Page, message: ConsoleMessage) -> bool:
+    """Chromium logs every answer with a 4xx status as a console error, whatever the page makes of it. Two kinds
+    are the console working as designed, and the tests check what the page draws of them: 409 (a conflict) and 422
+    (a form with errors), which base.html's htmx-config swaps in as answers, from the console's own URLs; and a
+    403 or 404 page the test navigated to on purpose (the page's own address, not a file it loads). A static file
+    that is missing, a 5xx, or a 4xx for any other request stays an error."""
+    refused = REFUSED.match(message.text)
+    url = message.location.get("url", "")
+    if refused is None or "/static/" in url:
+        return False
+    status = int(refused.group(1))
+    return status in (409, 422) or (status in (403, 404) and url == page.url)
+
+
+def watch_for_errors(page: Page) -> None:
+    def console_message(message: ConsoleMessage) -> None:
+        if message.type == "error" and not an_answer_the_page_draws(page, message):
+            BROWSER_ERRORS.append(f"console error at {page.url}: {message.text} ({message.location.get('url')})")
+
+    page.on("console", console_message)
+    page.on("pageerror", lambda error: BROWSER_ERRORS.append(f"uncaught exception at {page.url}: {error}"))
+
+
+@pytest.fixture(autouse=True)
+def no_browser_errors() -> Iterator[None]:
+    """Fails the test (at teardown, once its pages are closed) on any console error or uncaught exception."""
+    BROWSER_ERRORS.clear()
+    yield
+    errors = list(BROWSER_ERRORS)
+    BROWSER_ERRORS.clear()
+    assert errors == [], "the browser logged errors:\n" + "\n".join(errors)
+
+
 def open_page(browser: Browser, language: str, width: int = 1280) -> Page:
     context = browser.new_context(locale=LANGUAGES[language]["locale"], viewport={"width": width, "height": 900})
     context.set_default_timeout(15_000)
-    return context.new_page()
+    page = context.new_page()
+    watch_for_errors(page)
+    return page
 
 
 def log_in(page: Page, base: str, username: str) -> None:
@@ -248,8 +292,6 @@ def test_live_validation_shows_the_api_servers_verdict_before_submit(
         namespace, {"metadata": {"name": "web-taken"}, "spec": {"ports": [{"port": 80}]}}
     )
     page = open_page(browser, "en")
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     log_in(page, console["url"], "editor")
     page.goto(f"{console['services']}create/")
     choose_type(page, "NodePort")
@@ -269,7 +311,6 @@ def test_live_validation_shows_the_api_servers_verdict_before_submit(
     page.fill("#id_ports-0-node_port", "")
     expect(page.locator("#validation-status")).to_contain_text("accepts this Service", timeout=10_000)
     assert [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items] == ["web-taken"]
-    assert errors == []  # every error slot the answers swap exists; no CSP violation
     page.context.close()
 
 
@@ -374,7 +415,123 @@ def test_the_workload_dialog_by_keyboard_and_escape(browser: Browser, console: d
     press_and_wait(page, "Enter")
     expect(page.locator("#id_selector-0-key")).to_have_value("app")
     expect(page.locator("#id_selector-0-value")).to_have_value("shop")
-    expect(page.locator("#workloads-button")).to_be_focused()
+    # The selector is done: the keyboard goes on to the next part of the form, the first port's first field.
+    expect(page.locator("#id_ports-0-protocol")).to_be_focused()
+    page.context.close()
+
+
+def validated(page: Page, keys: str) -> None:
+    """Types ``keys`` wherever the focus is, then waits for the live validation answer and for it to settle."""
+    with page.expect_response(lambda r: "/validate/" in r.url):
+        page.keyboard.type(keys)
+    page.wait_for_timeout(600)  # htmx settles 20 ms after the swap; the reported jump came within half a second
+
+
+@pytest.mark.parametrize("leave", ["close-button", "escape", "use"])
+def test_a_live_validation_answer_never_takes_the_focus_after_the_workload_dialog(
+    browser: Browser, console: dict, leave: str
+) -> None:
+    """Once the dialog had been used (its re-render marks the button it returns to with autofocus), every live
+    validation answer moved the focus back to that button, and the next keystrokes went nowhere."""
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}create/")
+    click_and_wait(page, "#workloads-button")
+    expect(page.locator("dialog[open]")).to_contain_text("shop")
+    expect(page.locator("button[value='Deployment/shop']")).to_be_focused()  # modal now
+    if leave == "close-button":
+        click_and_wait(page, "dialog[open] .dialog-actions button")
+    elif leave == "escape":
+        page.keyboard.press("Escape")
+    else:
+        click_and_wait(page, "button[value='Deployment/shop']")
+    expect(page.locator("dialog[open]")).to_have_count(0)
+
+    field = page.locator("#id_ports-0-name")
+    field.click()
+    validated(page, "web")
+    assert active(page) == "id_ports-0-name"  # the answer left the focus where the user is typing
+    validated(page, "-api")
+    assert active(page) == "id_ports-0-name"
+    page.keyboard.type("-v2")
+    expect(field).to_have_value("web-api-v2")  # no keystroke lost
+    page.context.close()
+
+
+def test_a_live_validation_answer_never_takes_the_focus_after_a_row_was_added(browser: Browser, console: dict) -> None:
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}create/")
+    click_and_wait(page, "#add-selector")
+    expect(page.locator("#id_selector-1-key")).to_be_focused()  # the user's own action moves it: marked autofocus
+    field = page.locator("#id_name")
+    field.click()
+    validated(page, "web")
+    assert active(page) == "id_name"
+    page.keyboard.type("-x")
+    expect(field).to_have_value("web-x")
+    page.context.close()
+
+
+def test_ok_with_an_error_of_the_whole_form_puts_the_focus_on_its_message(
+    browser: Browser, console: dict, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    """A conflict (the Service changed since the form was opened) is said in #form-errors, beside no field: the
+    focus goes to that message, not to <body> (where the next Tab would start from the top of the page)."""
+    core = k8s.CoreV1Api(admin_api)
+    core.create_namespaced_service(namespace, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}web/edit/")
+    core.patch_namespaced_service("web", namespace, {"metadata": {"annotations": {"changed": "elsewhere"}}})
+    page.fill("#id_ports-0-port", "8080")
+    with page.expect_response(lambda r: r.status == 409):
+        page.click("#service-form .form-actions button.primary")
+    message = page.locator("#form-errors .notice-error")
+    expect(message).to_be_visible()
+    expect(message).to_be_focused()
+    page.keyboard.press("Tab")  # the keyboard goes on from the message: its link to the current version
+    expect(page.locator("#form-errors a")).to_be_focused()
+    page.context.close()
+
+
+FOCUSABLE = "a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]:not([tabindex='-1'])"
+
+
+@pytest.mark.parametrize("width", [1280, 390], ids=["desktop", "phone"])
+def test_the_first_tab_stop_skips_to_the_content(browser: Browser, console: dict, width: int) -> None:
+    page = open_page(browser, "en", width=width)
+    page.goto(f"{console['url']}/login/")  # its user name field has the focus; the skip link still comes first
+    assert page.evaluate(f"document.querySelector({FOCUSABLE!r}).className") == "skip-link"
+    log_in(page, console["url"], "editor")
+    page.goto(console["services"])
+    assert page.evaluate(f"document.querySelector({FOCUSABLE!r}).className") == "skip-link"
+    page.keyboard.press("Tab")
+    skip = page.locator(".skip-link")
+    expect(skip).to_be_focused()
+    expect(skip).to_have_text("Skip to content")
+    expect(skip).to_be_in_viewport()  # shown once the keyboard reaches it
+    page.screenshot(path=str(SHOTS / f"en-skip-link-{width}.png"))
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")  # the first control of the page itself, past the top bar and the navigation
+    first = f"document.querySelector('main').querySelector({FOCUSABLE!r}) === document.activeElement"
+    assert page.evaluate(first), active(page)
+    page.context.close()
+
+
+def test_escape_closes_the_phone_menu_and_gives_the_focus_back_to_its_toggle(browser: Browser, console: dict) -> None:
+    page = open_page(browser, "en", width=390)
+    log_in(page, console["url"], "editor")
+    page.goto(console["services"])
+    menu = page.locator("details.nav-menu")
+    tab_to(page, ".nav-menu > summary")
+    page.keyboard.press("Enter")
+    expect(menu).to_have_attribute("open", "")
+    page.keyboard.press("Tab")
+    expect(menu.locator(".sidenav a").first).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(menu).not_to_have_attribute("open", "")
+    expect(menu.locator("summary")).to_be_focused()
     page.context.close()
 
 
@@ -450,12 +607,38 @@ def test_a_reload_keeps_what_was_typed_until_saved_or_cancelled(
     expect(page.locator("#id_name")).to_have_value("")  # saved: the draft is gone
     assert page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('console-draft:'))") == []
 
+    expect(page.locator("#draft-notice")).to_be_hidden()  # nothing was restored
     page.fill("#id_name", "never-saved")
     page.click("a[data-draft-clear]")
     page.wait_for_url(console["services"])
     page.goto(create)
     expect(page.locator("#id_name")).to_have_value("")  # cancelled: gone too
     assert [s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_service(namespace).items] == ["drafted"]
+    page.context.close()
+
+
+def test_a_restored_draft_is_announced_and_can_be_discarded(browser: Browser, console: dict) -> None:
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    create = f"{console['services']}create/"
+    page.goto(create)
+    notice = page.locator("#draft-notice")
+    expect(notice).to_be_hidden()
+    page.fill("#id_name", "half-done")
+    page.reload()
+    expect(page.locator("#id_name")).to_have_value("half-done")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("A draft of your earlier input was restored.")
+    shot(page, "en-form-draft-restored")
+
+    with page.expect_navigation():  # the page again, as it comes
+        page.click("#draft-notice button[data-draft-discard]")
+    expect(page.locator("#id_name")).to_have_value("")
+    expect(notice).to_be_hidden()
+    assert page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('console-draft:'))") == []
+    page.reload()  # and it stays gone
+    expect(page.locator("#id_name")).to_have_value("")
+    expect(notice).to_be_hidden()
     page.context.close()
 
 
@@ -494,7 +677,7 @@ def test_the_small_rules_of_the_form_in_the_browser(
     page.fill("#id_ports-0-port", "80")
     page.fill("#id_session_timeout", "999999")  # out of range, but affinity is off: not judged
     click_and_wait(page, "#service-form .form-actions button.primary")
-    refused = {"en": "The name must be 4 to 63 characters long.", "zh-hans": "名称长度必须为 4 到 63 个字符。"}
+    refused = {"en": "A new Service's name must be 4 to 63 characters long", "zh-hans": "新服务的名称长度必须为 4 到 63 个字符"}
     expect(page.locator("#errors-name")).to_contain_text(refused[language])
     expect(page.locator("#errors-session_timeout")).to_have_text("")
     expect(page.locator("#id_name")).to_have_value(long_name)
@@ -569,8 +752,6 @@ def test_a_pod_made_ready_elsewhere_shows_in_the_open_list_within_a_second(
     admin_api: k8s.ApiClient,
     namespace: str,
 ) -> None:
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.goto(console["services"])
     expect(health_of(page, two_pods)).to_have_text("1/2")
     page.fill("#search", "we")  # the user's place: a filter typed, kept across updates
@@ -591,7 +772,6 @@ def test_a_pod_made_ready_elsewhere_shows_in_the_open_list_within_a_second(
     )
     assert shown - sliced < 1.0, f"the open list took {shown - sliced:.2f} s after the EndpointSlice changed"
     expect(page.locator("#search")).to_have_value("we")
-    assert errors == []
 
 
 def test_an_open_row_menu_is_not_closed_by_an_update(
@@ -653,3 +833,63 @@ def test_an_update_answered_after_a_menu_opened_does_not_close_it(
     page.mouse.click(5, 5)
     page.locator("h1").click()
     expect(health_of(page, two_pods)).to_have_text("2/2", timeout=3_000)
+
+
+def test_live_validation_of_every_type_swaps_only_slots_that_exist(browser: Browser, console: dict) -> None:
+    """The validation answer always sends #lb-insight out of band; a ClusterIP or NodePort form had no such slot,
+    and htmx logged htmx:oobErrorNoTarget on every answer (no_browser_errors fails the test on it)."""
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}create/")
+    page.locator("#id_name").click()
+    validated(page, "web")
+    for kind in ("NodePort", "LoadBalancer", "ClusterIP"):
+        choose_type(page, kind)
+        page.locator("#id_name").click()
+        validated(page, "x")
+    expect(page.locator("#id_name")).to_have_value("webxxx")
+    page.context.close()
+
+
+# The lines of a diff as drawn: the line height, each span's height, and the height of all that is drawn.
+DRAWN_DIFF = """pre => {
+  const style = getComputedStyle(pre);
+  return {
+    line: parseFloat(style.lineHeight),
+    spans: [...pre.children].map(span => span.getBoundingClientRect().height),
+    drawn: pre.scrollHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom),
+  };
+}"""
+
+
+def test_a_diff_shows_each_line_once_without_a_blank_line_between(
+    browser: Browser, console: dict, admin_api: k8s.ApiClient, namespace: str
+) -> None:
+    k8s.CoreV1Api(admin_api).create_namespaced_service(
+        namespace, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    page = open_page(browser, "en")
+    log_in(page, console["url"], "editor")
+    page.goto(f"{console['services']}web/edit/")
+    page.fill("#id_ports-0-port", "8080")
+    with page.expect_response(lambda r: r.request.method == "POST" and "/validate/" not in r.url):
+        page.click("#service-form .form-actions button[value=review]")
+    diff = page.locator(".diff-card pre.diff")
+    expect(diff.locator(".diff-add")).to_contain_text(["8080"])
+    drawn = diff.evaluate(DRAWN_DIFF)
+    line, spans = drawn["line"], drawn["spans"]
+    assert spans and all(abs(height - line) <= 1 for height in spans), drawn  # one line each
+    assert abs(drawn["drawn"] - len(spans) * line) <= 2, drawn  # and nothing drawn between them (blank lines were)
+    text = diff.inner_text()
+    assert "\n\n" not in text and len(text.strip().splitlines()) == len(spans)  # copied as it reads
+    shot(page, "en-form-review-diff")
+    page.context.close()
+
+
+def test_the_pods_of_a_service_show_whether_they_are_ready(page: Page, console: dict, two_pods: str) -> None:
+    page.goto(f"{console['services']}{two_pods}/")
+    pods = page.get_by_role("region", name="Pods")
+    expect(pods.locator("tr", has_text="web-a").locator("td").nth(1)).to_have_text("Running · ready")
+    expect(pods.locator("tr", has_text="web-b").locator("td").nth(1)).to_have_text("Running · not ready")
+    pods.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "en-detail-pods.png"))

@@ -21,11 +21,12 @@ from kubernetes import client as k8s
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from services import listing
-from tests.integration.test_browser import (  # noqa: F401 - console is a fixture
+from tests.integration.test_browser import (  # noqa: F401 - console and no_browser_errors are fixtures
     choose_type,
     console,
     launch_chromium,
     log_in,
+    no_browser_errors,
     open_page,
     shot,
 )
@@ -279,6 +280,70 @@ def test_at_phone_width_the_menu_folds_and_every_control_stays_in_reach(
             page.goto(f"{console['services']}create/")
             choose_type(page, "LoadBalancer")
             shot(page, "zh-hans-form-phone")
+        page.context.close()
+
+    chromium.run(steps)
+
+
+# Boxes that overlap by more than a pixel each way, among the visible labels of the form (the row cells' own labels
+# are shown on a phone) and the Services cards' cell labels (drawn by ::before, so measured through the cell: a
+# label taller than its cell runs over the next one).
+OVERLAPPING_LABELS = """() => {
+  const boxes = [...document.querySelectorAll('#service-form label, #service-form legend')]
+    .map(e => [e, e.getBoundingClientRect()]).filter(([e, r]) => r.width > 1 && r.height > 1);
+  const overlaps = [];
+  boxes.forEach(([a, r], i) => boxes.slice(i + 1).forEach(([b, q]) => {
+    if (a.contains(b) || b.contains(a)) return;
+    if (Math.min(r.right, q.right) - Math.max(r.left, q.left) > 1 && Math.min(r.bottom, q.bottom) - Math.max(r.top, q.top) > 1)
+      overlaps.push(`${a.textContent.trim()} / ${b.textContent.trim()}`);
+  }));
+  return overlaps;
+}"""
+
+TALLER_THAN_THEIR_CELLS = """() => [...document.querySelectorAll('.table.services td[data-label]')].filter(cell => {
+  const label = parseFloat(getComputedStyle(cell, '::before').height);
+  const inner = cell.getBoundingClientRect().height - parseFloat(getComputedStyle(cell).paddingTop);
+  return label > inner + 0.5;
+}).map(cell => cell.dataset.label)"""
+
+OFF_SCREEN_ROW_CONTROLS = """width => [...document.querySelectorAll(
+    '#port-configuration table.rows :is(input:not([type=hidden]), select, button)')].filter(e => {
+  const r = e.getBoundingClientRect();
+  return r.width < 1 || r.left < 0 || r.right > width;
+}).map(e => e.name || e.getAttribute('aria-label'))"""
+
+
+@pytest.mark.cluster
+@pytest.mark.browser
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_at_phone_width_port_rows_and_list_cards_fit_with_no_label_over_another(
+    chromium: Chromium,
+    console: dict,  # noqa: F811
+    admin_api: k8s.ApiClient,
+    namespace: str,
+    language: str,
+) -> None:
+    make_services(admin_api, namespace)
+
+    def steps(browser: Browser) -> None:
+        page = open_page(browser, language, width=PHONE)
+        log_in(page, console["url"], "editor")
+        page.goto(console["services"])
+        expect(page.locator(".table.services td[data-label]").first).to_be_visible()
+        assert page.evaluate(TALLER_THAN_THEIR_CELLS) == []
+
+        page.goto(f"{console['services']}create/")
+        choose_type(page, "NodePort")  # the widest row: protocol, name, ports, node port and its fill-in button
+        with page.expect_response(lambda r: r.request.method == "POST"):
+            page.click("#add-ports")
+        assert page.locator("#port-configuration table.rows select").count() == 2
+        assert page.evaluate(OFF_SCREEN_ROW_CONTROLS, PHONE) == []
+        assert page.evaluate(OVERLAPPING_LABELS) == []
+        for name in ("name", "port", "target_port", "node_port"):  # each field says what it is, on the screen
+            expect(page.locator(f"label[for=id_ports-1-{name}]")).to_be_visible()
+        assert fits_the_window(page), overflowing(page)
+        page.locator("#port-configuration").scroll_into_view_if_needed()
+        shot(page, f"{language}-form-ports-phone")
         page.context.close()
 
     chromium.run(steps)

@@ -125,7 +125,7 @@ def test_the_workload_dialog_focuses_its_first_choice_and_returns_the_focus_to_i
 ) -> None:
     create_deployment(admin_api, namespace, "shop", {"app": "shop"})
     opened = web.post(services_path(namespace, "create/workloads/"), service_form(), **HTMX).content.decode()
-    assert re.search(r'<button[^>]*value="Deployment/shop" autofocus>', opened)
+    assert re.search(r'<button[^>]*value="Deployment/shop"[^>]* autofocus>', opened)
     assert "data-modal" in opened and 'data-return-focus="workloads-button"' in opened
     used = web.post(
         services_path(namespace, "create/workloads/use/"), {**service_form(), "workload": "Deployment/shop"}, **HTMX
