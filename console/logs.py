@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import re
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,22 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class RefusalFilter(logging.Filter):
+    """On ``django.request``: a request answered 4xx from an exception (``PermissionDenied`` → 403, ``Http404`` →
+    404) is logged by Django with the exception's traceback, as a 500 is. A refusal is the console doing its job,
+    not a defect: its line stays (at WARNING, as Django writes it), without the traceback. A 5xx keeps its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if isinstance(status, int) and status < 500:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*range(0x80, 0xA0), 0x2028, 0x2029)}
+
+
 class JsonFormatter(_JsonFormatter):
     """One JSON object per line: time (UTC, ISO 8601), level, logger, message, the request's context and the
     line's own extras. Django attaches the ``HttpRequest`` (or the socket) to some records as ``request``: it is
@@ -85,17 +102,67 @@ class JsonFormatter(_JsonFormatter):
         """The time first, as a reader scans a line."""
         return {"time": log_data.pop("time", None), **log_data}
 
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        """The line with NEL and the other C1 controls and the line and paragraph separators escaped: with
+        ``ensure_ascii`` off (Chinese stays readable) ``json`` writes them as they are, and a reader that splits at
+        every Unicode line boundary would end the line there. They occur only inside strings, where an escape means
+        the same."""
+        return super().jsonify_log_record(log_data).translate(_JSON_ESCAPES)
+
+
+# What would end a text line, or move a terminal's cursor, were a logged value to carry it: the C0 and C1 controls
+# (LF, CR and TAB among them), DEL, and Unicode's line and paragraph separators. A request path is the client's text
+# (``/a%0A2026-01-01 ... INFO console.access request finished`` decodes to a newline and a forged line).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A field value that holds a space or a quote is quoted, so that "path=/a user=admin" cannot pass for two fields.
+_NEEDS_QUOTES = re.compile(r'[\s"]')
+
+
+def _escaped(match: re.Match[str]) -> str:
+    character = match[0]
+    if character in _NAMED_CONTROLS:
+        return _NAMED_CONTROLS[character]
+    code = ord(character)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``, ``\\u2028``)."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _field_value(value: object) -> str:
+    text = str(value)
+    if text and not _NEEDS_QUOTES.search(escape_controls(text)):  # whitespace controls are escapes by then
+        return escape_controls(text)
+    return '"' + escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
 
 class TextFormatter(logging.Formatter):
-    """``time level logger message key=value ...`` for people reading a terminal."""
+    """``time level logger message key=value ...`` for people reading a terminal: one record, one line. Every value
+    (the message and its arguments, each field) has its control characters escaped; a traceback, kept for a
+    defect, follows on lines of its own, each indented, so none of them can pass for a record."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        fields = " ".join(f"{name}={getattr(record, name)}" for name in TEXT_FIELDS if hasattr(record, name))
-        return f"{line} {fields}" if fields else line
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        # The format string holds no control character: escaping the formatted line escapes each value in it.
+        line = escape_controls(self.formatMessage(record))
+        fields = " ".join(
+            f"{name}={_field_value(getattr(record, name))}" for name in TEXT_FIELDS if hasattr(record, name)
+        )
+        if fields:
+            line = f"{line} {fields}"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for block in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):
+            if block:
+                line += "".join(f"\n    {escape_controls(part)}" for part in block.split("\n"))
+        return line
 
 
 def log_format(value: str, *, production: bool) -> str:
@@ -118,7 +185,7 @@ def logging_config(kind: str, level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_context": {"()": ContextFilter}},
+        "filters": {"request_context": {"()": ContextFilter}, "refusals": {"()": RefusalFilter}},
         "formatters": {"console": {"()": formatter, "kind": kind}},
         "handlers": {
             "console": {
@@ -131,6 +198,8 @@ def logging_config(kind: str, level: str) -> dict:
         "loggers": {
             "django": {"handlers": [], "level": "INFO", "propagate": True},
             "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+            # A logger's filter, not the handler's: it runs before the record reaches any handler, a test's included.
+            "django.request": {"handlers": [], "filters": ["refusals"], "propagate": True},
             # urllib3 logs every request line at DEBUG (no credentials: the headers are not logged); keep it quiet
             # unless asked for.
             "urllib3": {"level": "WARNING"},

@@ -136,15 +136,23 @@ class TargetForm(forms.Form):
             }
             self.fields["target"].widget.attrs.update(refresh)
         if facts.uses_node_ports:
+            # The default works for every target: keeping the source's numbers fails in its own cluster, where the
+            # source holds them, and letting the cluster assign would change them needlessly in another.
             self.fields["node_ports"] = forms.ChoiceField(
                 label=_("Node ports"),
                 choices=[
+                    (c.FREE_NODE_PORTS, _("Keep the source's where the target cluster has them free")),
                     (c.KEEP_NODE_PORTS, _("Keep the source's")),
                     (c.AUTO_NODE_PORTS, _("Let the target cluster assign them")),
                     (c.GIVEN_NODE_PORTS, _("Use these numbers")),
                 ],
-                initial=c.KEEP_NODE_PORTS,
+                initial=c.FREE_NODE_PORTS,
                 widget=forms.RadioSelect,
+                help_text=_(
+                    "By default each node port of the source is kept where the target cluster has it free (usually "
+                    "in another cluster) and the target cluster assigns another where it is taken (always in the "
+                    "source's own cluster, where the source holds it)."
+                ),
             )
             for index, label in enumerate(facts.port_labels):
                 self.fields[f"node_port_{index}"] = NumberField(
@@ -186,7 +194,7 @@ class TargetForm(forms.Form):
         given = tuple(data.get(f"node_port_{i}") for i in range(len(self.facts.port_labels)))
         return c.Overrides(
             name=data["name"],
-            node_ports=data.get("node_ports", c.KEEP_NODE_PORTS),
+            node_ports=data.get("node_ports", c.FREE_NODE_PORTS),
             given_node_ports=given,
             pool=data.get("pool", c.KEEP_POOL),
             keep_address=data.get("keep_address", False),
@@ -344,6 +352,7 @@ class Outcome:
     name: str
     ok: bool = False
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the console chose for this target, said before it acts
     warnings: list[str] = field(default_factory=list)
     diff: list[tuple[str, str]] = field(default_factory=list)
     existing_diff: list[tuple[str, str]] | None = None
@@ -355,15 +364,56 @@ class Outcome:
         return warning_notices(self.warnings)
 
 
-def _reasons(error: api.ApiError | kube.ClusterUnavailable) -> list[str]:
-    """An API server's refusal and its causes, the known ones in the user's language; or the cluster's silence."""
+def _reasons(error: api.ApiError | kube.ClusterUnavailable, own: dict[str, str] | None = None) -> list[str]:
+    """An API server's refusal, the known ones in the user's language, each problem once; or the cluster's silence.
+    ``own``: the console's own sentence per field it judged itself (a node port, whose holder it names to a user
+    who may view it), said instead of the API server's cause for that field."""
     if isinstance(error, kube.ClusterUnavailable):
         return [str(error)]
-    causes = [
-        f"{cause['field']}: {api.explained(cause.get('message', ''))}" for cause in error.causes if cause.get("field")
+    own = own or {}
+    causes = [cause for cause in error.causes if cause.get("field")]
+    reasons = list(own.values())
+    reasons += [
+        f"{cause['field']}: {api.explained(cause.get('message', ''))}" for cause in causes if cause["field"] not in own
     ]
-    # The message often repeats its first cause: each sentence once.
-    return list(dict.fromkeys([api.explained(error.message), *causes]))
+    if not (error.reason == "Invalid" and causes):
+        # An invalid object's message is its causes again, in one sentence; any other refusal is its message.
+        reasons.insert(0, api.explained(error.message))
+    return list(dict.fromkeys(reasons))
+
+
+def _node_port_problems(access: Access, namespace: str, manifest: dict) -> dict[str, str]:
+    """``live_checks.node_port_problems`` of the node ports the copy asks for (taken, or outside the target cluster's
+    range; a dry run judges neither fully), by the field of each port: ``spec.ports[0].nodePort``."""
+    problems = live_checks.node_port_problems(access, namespace, c.node_ports_of(manifest), None)
+    if not problems:
+        return {}
+    ports = (manifest.get("spec") or {}).get("ports") or []
+    return {
+        f"spec.ports[{index}].nodePort": problems[port["nodePort"]]
+        for index, port in enumerate(ports)
+        if port.get("nodePort") in problems
+    }
+
+
+def _where_free(access: Access, namespace: str, source: dict, overrides: c.Overrides) -> tuple[c.Overrides, list[str]]:
+    """The default node ports (``c.FREE_NODE_PORTS``) made concrete for the target's cluster, and a note per source
+    port it cannot keep there. A cluster that cannot say which ports it holds keeps them all: its answer to the dry
+    run or the create then says why not."""
+    if overrides.node_ports != c.FREE_NODE_PORTS:
+        return overrides, []
+    try:
+        taken = api.node_ports_in_use(access.actor)
+        span = api.node_port_range(access.actor, namespace)
+    except (api.ApiError, kube.ClusterUnavailable):
+        return overrides, []
+    concrete, moved = c.node_ports_where_free(source, overrides, taken, span)
+    notes = [
+        _("Node port %(port)d is not free in cluster %(cluster)s: that cluster assigns another.")
+        % {"port": port, "cluster": access.cluster.label}
+        for port in moved
+    ]
+    return concrete, notes
 
 
 def _existing_diff(access: Access, namespace: str, manifest: dict) -> list[tuple[str, str]] | None:
@@ -375,38 +425,43 @@ def _existing_diff(access: Access, namespace: str, manifest: dict) -> list[tuple
     return m.yaml_diff(c.comparable(existing), manifest)
 
 
-def _outcome(copier: Copier, value: str, manifest: dict) -> Outcome:
+def _target(copier: Copier, value: str, overrides: c.Overrides) -> tuple[Access, str, dict, Outcome]:
+    """The user's access to a target (checked again), its namespace, the Service to ask it for, and its outcome so
+    far: the diff against the source and what the console chose for it."""
+    access = copier.target_access(value)
     cluster, namespace = c.split_target(value)
-    return Outcome(
-        cluster, namespace, manifest["metadata"]["name"], diff=m.yaml_diff(c.for_diff(copier.source), manifest)
-    )
+    overrides, notes = _where_free(access, namespace, copier.source, overrides)
+    manifest = c.target_manifest(copier.source, namespace, overrides)
+    diff = m.yaml_diff(c.for_diff(copier.source), manifest)
+    outcome = Outcome(cluster, namespace, manifest["metadata"]["name"], notes=notes, diff=diff)
+    return access, namespace, manifest, outcome
+
+
+def _refused(outcome: Outcome, access: Access, manifest: dict, error: api.ApiError | kube.ClusterUnavailable) -> None:
+    """Why the target refused the copy, each problem once: a node port the console's own check judged is said by it
+    (naming the holder to a user who may view it), not again by the API server."""
+    own = {} if isinstance(error, kube.ClusterUnavailable) else _node_port_problems(access, outcome.namespace, manifest)
+    outcome.reasons = _reasons(error, own)
+    if isinstance(error, api.ApiError) and error.status == 409:
+        outcome.existing_diff = _existing_diff(access, outcome.namespace, manifest)
 
 
 def preview_target(copier: Copier, value: str, overrides: c.Overrides) -> Outcome:
     """The target's API server's dry run of the copy, and the node ports it asks for checked (a dry run does not)."""
-    access = copier.target_access(value)
-    _cluster, namespace = c.split_target(value)
-    manifest = c.target_manifest(copier.source, namespace, overrides)
-    outcome = _outcome(copier, value, manifest)
+    access, namespace, manifest, outcome = _target(copier, value, overrides)
     try:
         api.create_service(access.actor, namespace, manifest, dry_run=True, warnings=outcome.warnings)
     except (api.ApiError, kube.ClusterUnavailable) as error:
-        outcome.reasons = _reasons(error)
-        if isinstance(error, api.ApiError) and error.status == 409:
-            outcome.existing_diff = _existing_diff(access, namespace, manifest)
+        _refused(outcome, access, manifest, error)
         return outcome
-    problems = live_checks.node_port_problems(access, namespace, c.node_ports_of(manifest), None)
-    outcome.reasons = list(problems.values())
-    outcome.ok = not problems
+    outcome.reasons = list(_node_port_problems(access, namespace, manifest).values())
+    outcome.ok = not outcome.reasons
     return outcome
 
 
 def create_target(request: HttpRequest, copier: Copier, value: str, overrides: c.Overrides) -> Outcome:
     """Create the copy in one target (the real create is the last dry run), audited whatever the answer."""
-    access = copier.target_access(value)
-    _cluster, namespace = c.split_target(value)
-    manifest = c.target_manifest(copier.source, namespace, overrides)
-    outcome = _outcome(copier, value, manifest)
+    access, namespace, manifest, outcome = _target(copier, value, overrides)
     origin = f"from {copier.access.cluster.name}/{copier.namespace}/{copier.name}"
     record = functools.partial(
         audit.record,
@@ -420,9 +475,7 @@ def create_target(request: HttpRequest, copier: Copier, value: str, overrides: c
     try:
         stored = api.create_service(access.actor, namespace, manifest, warnings=outcome.warnings)
     except (api.ApiError, kube.ClusterUnavailable) as error:
-        outcome.reasons = _reasons(error)
-        if isinstance(error, api.ApiError) and error.status == 409:
-            outcome.existing_diff = _existing_diff(access, namespace, manifest)
+        _refused(outcome, access, manifest, error)
         record(result="failed", detail=f"{origin}: {error}")
         return outcome
     listing.remember_write(request, access, namespace, resource_version=stored["metadata"]["resourceVersion"])

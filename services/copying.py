@@ -12,14 +12,17 @@ rest of the spec.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services import manifest as m
 
-# Node ports of a copy: the source's numbers, the target cluster's choice, or numbers given per port.
-KEEP_NODE_PORTS, AUTO_NODE_PORTS, GIVEN_NODE_PORTS = "keep", "auto", "given"
-NODE_PORT_MODES = (KEEP_NODE_PORTS, AUTO_NODE_PORTS, GIVEN_NODE_PORTS)
+# Node ports of a copy: the source's numbers where the target cluster has them free and its choice where not (the
+# default: a copy in the source's own cluster can never keep them, the source holds them), the source's numbers
+# whatever, the target cluster's choice, or numbers given per port.
+FREE_NODE_PORTS, KEEP_NODE_PORTS, AUTO_NODE_PORTS, GIVEN_NODE_PORTS = "keep-free", "keep", "auto", "given"
+NODE_PORT_MODES = (FREE_NODE_PORTS, KEEP_NODE_PORTS, AUTO_NODE_PORTS, GIVEN_NODE_PORTS)
 
 # MetalLB pool of a copy: the source's annotation, none, or a pool of the target cluster (any other value). Pool
 # names are DNS subdomains, which never start with "_", so these cannot be taken for one.
@@ -108,13 +111,37 @@ def portable(source: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
 
 
+def node_ports_where_free(
+    source: dict[str, Any], overrides: Overrides, taken: Collection[int], span: tuple[int, int] | None
+) -> tuple[Overrides, list[int]]:
+    """``FREE_NODE_PORTS`` made concrete for one target cluster, whose Services hold the node ports ``taken`` and
+    whose range is ``span`` (None: unknown): per source port, its number where the cluster could give it, else the
+    cluster's choice; and the source's node ports that cannot be kept there. Other modes are returned unchanged."""
+    if overrides.node_ports != FREE_NODE_PORTS:
+        return overrides, []
+    given: list[int | None] = []
+    moved: list[int] = []
+    for port in (source.get("spec") or {}).get("ports") or []:
+        number = port.get("nodePort")
+        if not isinstance(number, int):
+            given.append(None)
+        elif number in taken or (span is not None and not span[0] <= number <= span[1]):
+            given.append(None)
+            moved.append(number)
+        else:
+            given.append(number)
+    return replace(overrides, node_ports=GIVEN_NODE_PORTS, given_node_ports=tuple(given)), moved
+
+
 def _with_node_ports(spec: dict[str, Any], overrides: Overrides) -> None:
     if spec.get("type") not in (m.NODE_PORT, m.LOAD_BALANCER):
         for port in spec.get("ports") or []:
             port.pop("nodePort", None)
         return
     for index, port in enumerate(spec.get("ports") or []):
-        if overrides.node_ports == KEEP_NODE_PORTS:
+        # FREE_NODE_PORTS not made concrete (the target cluster could not say which ports it holds) keeps them: its
+        # dry run or create then says which one it refuses.
+        if overrides.node_ports in (KEEP_NODE_PORTS, FREE_NODE_PORTS):
             continue
         given = None
         if overrides.node_ports == GIVEN_NODE_PORTS and index < len(overrides.given_node_ports):

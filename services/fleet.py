@@ -33,6 +33,7 @@ from django.views.decorators.vary import vary_on_headers
 
 import kube
 from clusters.access import Access, every_cluster
+from kube.informer import informers
 from services import api, health, listing
 from services import manifest as m
 from services.forms import DNS1123_LABEL
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 HEALTH_STATES = ("ok", "partial", "bad", "none", "unknown")
+# What a cluster's thread leaves of the page's deadline, after waiting for an informer, to draw the rows.
+DRAW_MARGIN = 0.2
 
 
 def urls() -> list:
@@ -81,6 +84,25 @@ def _slices_namespaced(access: Access, namespaces: list[str]) -> dict[tuple[str,
     return grouped
 
 
+def _may_list_slices_everywhere(access: Access) -> bool:
+    return kube.allowed(access.actor, "list", "endpointslices", group="discovery.k8s.io")
+
+
+def _slices_everywhere(access: Access, deadline: float) -> dict[tuple[str, str], list[dict]] | None:
+    """Every EndpointSlice of the cluster by (namespace, Service), from the cluster-wide informer, for a user the
+    cluster lets list them everywhere (else None: the health column says "unknown"). On the first visit after the
+    console starts the informer is still listing: the page waits for it, within its deadline, rather than show every
+    row's health as unknown until a reload."""
+    grouped = api.endpoint_slices_everywhere(access.actor)  # starts the informer on first use
+    if grouped is not None or not _may_list_slices_everywhere(access):
+        return grouped
+    informer = informers.peek(access.cluster, api.ENDPOINT_SLICES_EVERYWHERE)
+    if informer is None:
+        return None  # it kept failing and rests: no list is coming
+    informer.snapshot(wait=max(deadline - time.monotonic() - DRAW_MARGIN, 0.0))
+    return api.endpoint_slices_everywhere(access.actor)
+
+
 def ask_cluster(access: Access, deadline: float, language: str, first: int = 0) -> ClusterServices:
     """One cluster's part of the page (runs in a worker thread, in the user's language). ``first``: only that many
     Services are needed (an unfiltered first page) while the cluster's informer has not listed yet."""
@@ -89,11 +111,14 @@ def ask_cluster(access: Access, deadline: float, language: str, first: int = 0) 
         try:
             everywhere = None
             if access.cluster_wide:
-                wait_for = max(deadline - time.monotonic() - 0.2, 0.0)
+                if _may_list_slices_everywhere(access):
+                    # Started before the Services are read, so that a cold informer lists while they are.
+                    informers.get(access.cluster, api.ENDPOINT_SLICES_EVERYWHERE)
+                wait_for = max(deadline - time.monotonic() - DRAW_MARGIN, 0.0)
                 everywhere = api.services_everywhere(access.actor, wait=wait_for, first=first)
             if everywhere is not None:
                 answer.services, answer.complete = everywhere
-                answer.slices = api.endpoint_slices_everywhere(access.actor)
+                answer.slices = _slices_everywhere(access, deadline)
             else:
                 # Namespaces the user holds grants in; a cluster-wide user the cluster will not let list everywhere
                 # gets its namespaces one by one (the live calls show the cluster's own refusal).

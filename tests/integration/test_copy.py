@@ -3,6 +3,7 @@ servers (cluster "local" and cluster "remote")."""
 
 from __future__ import annotations
 
+import html
 import re
 import socket
 import time
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext, pgettext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client as k8s
@@ -22,7 +25,7 @@ from clusters import rbac
 from clusters.models import AuditEntry, Cluster, Grant, Role
 from kube.identity import clear_authorisations
 from services import manifest as m
-from tests.helpers import HTMX, eventually, free_node_port, rows
+from tests.helpers import HTMX, eventually, free_node_port, hold_node_port, rows
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
@@ -146,9 +149,9 @@ def test_preview_then_create_in_another_cluster_and_another_namespace(
     assert f"remote / {namespace} accepts “web” (dry run)." in page
     assert f"local / {other_namespace} accepts “web-two” (dry run)." in page
     # The diff of each: the namespace changes, the cluster IP is the target's own, the node port is overridden.
-    assert f'<span class="diff-add">+  namespace: {other_namespace}\n</span>' in page
-    assert f'<span class="diff-del">-  namespace: {namespace}\n</span>' in page
-    assert f'<span class="diff-add">+    nodePort: {given_port}\n</span>' in page
+    assert f'<span class="diff-add">+  namespace: {other_namespace}</span>' in page
+    assert f'<span class="diff-del">-  namespace: {namespace}</span>' in page
+    assert f'<span class="diff-add">+    nodePort: {given_port}</span>' in page
     assert re.search(r'<span class="diff-del">-  clusterIP: 10\.', page)
     assert absent(second_admin_api, namespace, "web") and absent(admin_api, other_namespace, "web-two")  # dry runs
     assert 'formaction="' + copy_url(namespace, "create/") + '"' in page  # Create is offered after a good preview
@@ -182,16 +185,86 @@ def test_preview_then_create_in_another_cluster_and_another_namespace(
     print(f"\ncopy: preview of 2 targets in {preview_seconds:.2f}s")
 
 
-def test_preview_says_a_node_port_is_taken_in_the_same_cluster(
+def test_keeping_the_sources_node_port_in_its_own_cluster_is_refused_once_naming_the_holder(
     web: Client, node_port_source: int, namespace: str, other_namespace: str
 ) -> None:
-    """The node port the source holds is taken in its own cluster (the dry run says so, and the console's own
-    check of the cluster's node ports would if it did not)."""
-    response = web.post(copy_url(namespace), targets({"target": f"local/{other_namespace}"}))
-    page = text(response)
+    """Asked to keep the source's node port in the source's own cluster: the source holds it. The console's own
+    check names the holder (the user may view it: it is the source) and the API server's cause for the same field
+    (``spec.ports[0].nodePort: ...``) is not said again."""
+    data = targets({"target": f"local/{other_namespace}", "node_ports": "keep"})
+    page = text(web.post(copy_url(namespace), data))
     assert "would not create “web”" in page
-    assert f"{node_port_source} is already used by another Service." in page
+    reasons = outcome_reasons(page)
+    assert reasons == [f"{node_port_source} is used by {namespace}/web."], reasons
+    assert "nodePort:" not in " ".join(reasons) and "already used by another Service" not in page
     assert 'formaction="' + copy_url(namespace, "create/") + '"' not in page  # nothing to create
+    # Sent to create all the same: the same words, once.
+    page = text(web.post(copy_url(namespace, "create/"), data))
+    summary = re.search(r'<li class="copy-failed">.*?</li>', page, re.S).group(0)
+    assert re.findall(r"<div>([^<]*)</div>", summary) == [f"{node_port_source} is used by {namespace}/web."]
+
+
+def outcome_reasons(page: str) -> list[str]:
+    """The reasons of the first target's outcome that was refused, as the page lists them."""
+    block = re.search(r'<div class="copy-outcome".*?role="alert">((?:<div>[^<]*</div>)*)</div>', page, re.S)
+    assert block, page[page.find("copy-outcome") :][:1500]
+    return re.findall(r"<div>(.*?)</div>", block.group(1))[1:]  # after "… would not create …:"
+
+
+def test_a_taken_node_port_is_named_only_to_who_may_view_its_holder(
+    web: Client,
+    admin_api: k8s.ApiClient,
+    node_port_source: int,
+    namespace: str,
+    other_namespace: str,
+) -> None:
+    """Tenant isolation: the holder of a port in a namespace the user holds no grant on is not named, nor its
+    namespace; the port is said to be taken, once."""
+    hidden = f"{namespace}-x"
+    core = k8s.CoreV1Api(admin_api)
+    core.create_namespace({"metadata": {"name": hidden}})
+    try:
+        taken = hold_node_port(admin_api, hidden, "private-holder")
+        data = targets({"target": f"local/{other_namespace}", "node_ports": "given", "node_port_0": taken})
+        page = text(web.post(copy_url(namespace), data))
+        assert outcome_reasons(page) == [f"{taken} is already used by another Service."]
+        assert hidden not in page and "private-holder" not in page
+    finally:
+        core.delete_namespace(hidden)
+
+
+def test_the_default_keeps_node_ports_where_free_and_lets_the_source_cluster_assign_its_own(
+    web: Client,
+    admin_api: k8s.ApiClient,
+    second_admin_api: k8s.ApiClient,
+    node_port_source: int,
+    namespace: str,
+    other_namespace: str,
+) -> None:
+    form = text(web.get(copy_url(namespace)))
+    assert 'value="keep-free" id="id_targets-0-node_ports_0" checked' in form  # the default, explained
+    assert "By default each node port of the source is kept where the target cluster has it free" in form
+
+    data = rows(
+        "targets",
+        [
+            {"target": f"local/{other_namespace}", "name": "", "node_ports": "keep-free"},
+            {"target": f"remote/{namespace}", "name": "", "node_ports": "keep-free"},
+        ],
+    )
+    preview = text(web.post(copy_url(namespace), data))
+    assert f"local / {other_namespace} accepts “web” (dry run)." in preview
+    assert f"remote / {namespace} accepts “web” (dry run)." in preview
+    assert (
+        preview.count(f"Node port {node_port_source} is not free in cluster Local: that cluster assigns another.") == 1
+    )
+    assert f'<span class="diff-del">-    nodePort: {node_port_source}</span>' in preview  # the local copy's diff
+
+    created = text(web.post(copy_url(namespace, "create/"), data))
+    assert "Created in 2 of 2 targets" in created
+    local_copy = read(admin_api, other_namespace, "web").spec.ports[0].node_port
+    assert local_copy and local_copy != node_port_source
+    assert read(second_admin_api, namespace, "web").spec.ports[0].node_port == node_port_source
 
 
 def test_one_target_failing_does_not_undo_the_others(
@@ -209,7 +282,7 @@ def test_one_target_failing_does_not_undo_the_others(
     preview = text(web.post(copy_url(namespace), data))
     assert "A Service named “web” already exists in this namespace." in preview
     assert "The Service already there compared with the copy" in preview
-    assert '<span class="diff-del">-    port: 9000\n</span>' in preview  # the existing one against the copy
+    assert re.search(r'<span class="diff-del">-[ -]*port: 9000</span>', preview)  # the existing one against the copy
     assert f"local / {other_namespace} accepts “web” (dry run)." in preview
 
     created = web.post(copy_url(namespace, "create/"), data)
@@ -223,7 +296,7 @@ def test_one_target_failing_does_not_undo_the_others(
     assert results == {"local": "success", "remote": "failed"}
     # The form is still there as posted, to try again.
     assert f'<option value="remote/{namespace}" selected>' in page
-    assert 'value="auto" id="id_targets-1-node_ports_1" checked' in page
+    assert 'value="auto" id="id_targets-1-node_ports_2" checked' in page
 
 
 def test_a_cluster_that_is_down_fails_its_target_only(
@@ -305,6 +378,48 @@ def test_the_detail_page_links_to_the_copy(
     assert "/copy/" not in page and "/edit/" not in page
 
 
+def test_the_result_says_created_in_its_own_words_not_the_lists_column_header(
+    web: Client, node_port_source: int, namespace: str, other_namespace: str
+) -> None:
+    """ "Created" is also the list's column header (创建时间, creation time): the result has a context of its own."""
+    data = targets({"target": f"local/{other_namespace}", "node_ports": "auto"})
+    page = text(web.post(copy_url(namespace, "create/"), data, HTTP_ACCEPT_LANGUAGE="zh-hans"))
+    with translation.override("zh-hans"):
+        result, column = pgettext("copy result", "Created"), gettext("Created")
+    assert column == "创建时间" and result != column
+    assert f'<span class="ok">✓ {result}</span>' in page and f"✓ {column}" not in page
+
+
+def diff_blocks(page: str) -> list[str]:
+    return re.findall(r'<pre class="code diff" tabindex="0">(.*?)</pre>', page, re.S)
+
+
+def test_each_diff_line_is_one_span_with_a_newline_only_between_two(
+    web: Client, node_port_source: int, namespace: str, other_namespace: str
+) -> None:
+    page = text(web.post(copy_url(namespace), targets({"target": f"local/{other_namespace}", "node_ports": "auto"})))
+    (block,) = diff_blocks(page)
+    spans = block.split("\n")
+    assert len(spans) > 3
+    assert all(re.fullmatch(r'<span class="diff-(add|del|hunk|same)">[^\n<]*</span>', span) for span in spans), spans
+    # As the browser shows it (and copies it): each line once, no empty line after any.
+    shown = html.unescape(re.sub(r"<[^>]+>", "", block)).split("\n")
+    assert "" not in shown and shown[0].startswith("@@")
+
+
+def test_a_request_in_flight_disables_every_submit_button_of_the_form(
+    web: Client, node_port_source: int, namespace: str
+) -> None:
+    """htmx evaluates ``hx-disabled-elt`` from the element that sends the request, the form or (inherited) a
+    row's select: a plain selector of the form's submit buttons finds them from either ("find …" searched inside
+    the element, found nothing from the select and only the first button from the form)."""
+    page = text(web.get(copy_url(namespace)))
+    form = re.search(r'<form id="copy-form".*?</form>', page, re.S).group(0)
+    assert 'hx-disabled-elt="#copy-form button[type=submit]"' in form
+    buttons = re.findall(r"<button\b[^>]*>", form)
+    assert len(buttons) >= 4 and all('type="submit"' in button for button in buttons), buttons
+
+
 # --- the form's interactions, with and without HTMX -------------------------------------------------------------
 
 
@@ -364,7 +479,9 @@ def copy_posts(draw, choices: list[str]) -> dict:
     """Arbitrary POST data shaped like the form (some rows, some fields, offered and invented values)."""
     text_values = st.one_of(
         st.sampled_from(choices),
-        st.sampled_from(["keep", "auto", "given", "_keep", "_none", "", "0", "-1", "65536", "30000", "x" * 70]),
+        st.sampled_from(
+            ["keep-free", "keep", "auto", "given", "_keep", "_none", "", "0", "-1", "65536", "30000", "x" * 70]
+        ),
         st.text(max_size=30),
         st.integers(min_value=-(10**20), max_value=10**20).map(str),
     )

@@ -142,6 +142,21 @@ def test_the_request_id_header_is_the_audit_entry_of_a_write(web, namespace: str
     assert response["X-Request-Id"] == entry.request_id
 
 
+def test_a_refused_viewer_is_one_warning_line_without_a_traceback(client, people, service_url, caplog):
+    """A viewer opening the create form is refused (PermissionDenied → 403): the console working as meant."""
+    client.force_login(people.viewer)
+    with caplog.at_level(logging.INFO):
+        response = client.get(service_url("create"))
+
+    assert response.status_code == 403
+    (refusal,) = [line for line in caplog.records if line.name == "django.request"]
+    assert refusal.levelno == logging.WARNING
+    assert refusal.getMessage() == f"Forbidden (Permission denied): {service_url('create')}"
+    assert refusal.exc_info is None and refusal.exc_text is None
+    assert len(logs.TextFormatter().format(refusal).splitlines()) == 1
+    assert not [line for line in caplog.records if line.exc_info]  # no other line carries a traceback either
+
+
 def test_every_request_gets_a_fresh_id_never_the_browsers(client):
     first = client.get(reverse("login"), HTTP_X_REQUEST_ID="chosen-by-the-browser")
     second = client.get(reverse("login"))

@@ -191,3 +191,39 @@ def test_an_existing_service_is_compared_without_its_allocations() -> None:
     assert "clusterIP" not in existing["spec"] and "uid" not in existing["metadata"]
     assert existing["spec"]["ports"][0]["nodePort"] == 30080  # a node port is a choice the copy may repeat
     assert existing["spec"]["loadBalancerIP"] == "192.0.2.10"
+
+
+# --- the default node ports: the source's where the target cluster has them free --------------------------------
+
+
+def test_node_ports_are_kept_where_free_and_left_to_the_cluster_where_taken_or_outside_its_range() -> None:
+    source = copy.deepcopy(SOURCE)
+    source["spec"]["ports"].append({"name": "admin", "port": 81, "nodePort": 32900})
+    overrides = c.Overrides(node_ports=c.FREE_NODE_PORTS)
+    concrete, moved = c.node_ports_where_free(source, overrides, taken={30053, 31000}, span=(30000, 32767))
+    assert (concrete.node_ports, concrete.given_node_ports) == (c.GIVEN_NODE_PORTS, (30080, None, None))
+    assert moved == [30053, 32900]  # taken; outside the range
+    copied = c.target_manifest(source, "other", concrete)
+    assert [port.get("nodePort") for port in copied["spec"]["ports"]] == [30080, None, None]
+
+
+def test_in_the_sources_own_cluster_no_node_port_is_kept() -> None:
+    """The source holds its own node ports, so a copy beside it (another namespace) gets new ones."""
+    overrides = c.Overrides(node_ports=c.FREE_NODE_PORTS)
+    concrete, moved = c.node_ports_where_free(SOURCE, overrides, taken={30080, 30053}, span=None)
+    assert c.node_ports_of(c.target_manifest(SOURCE, "other", concrete)) == []
+    assert moved == [30080, 30053]
+
+
+def test_an_unknown_range_judges_only_what_is_taken_and_other_modes_are_left_alone() -> None:
+    overrides = c.Overrides(node_ports=c.FREE_NODE_PORTS)
+    assert c.node_ports_where_free(SOURCE, overrides, taken=set(), span=None)[0].given_node_ports == (30080, 30053)
+    for mode in (c.KEEP_NODE_PORTS, c.AUTO_NODE_PORTS, c.GIVEN_NODE_PORTS):
+        kept = c.Overrides(node_ports=mode)
+        assert c.node_ports_where_free(SOURCE, kept, taken={30080}, span=None) == (kept, [])
+
+
+def test_the_default_not_made_concrete_keeps_the_node_ports() -> None:
+    """When the target cluster could not say which ports it holds: its own answer will say which it refuses."""
+    copied = c.target_manifest(SOURCE, "other", c.Overrides(node_ports=c.FREE_NODE_PORTS))
+    assert c.node_ports_of(copied) == [30080, 30053]
