@@ -677,7 +677,10 @@ def test_the_small_rules_of_the_form_in_the_browser(
     page.fill("#id_ports-0-port", "80")
     page.fill("#id_session_timeout", "999999")  # out of range, but affinity is off: not judged
     click_and_wait(page, "#service-form .form-actions button.primary")
-    refused = {"en": "A new Service's name must be 4 to 63 characters long", "zh-hans": "新服务的名称长度必须为 4 到 63 个字符"}
+    refused = {
+        "en": "A new Service's name must be 4 to 63 characters long",
+        "zh-hans": "新服务的名称长度必须为 4 到 63 个字符",
+    }
     expect(page.locator("#errors-name")).to_contain_text(refused[language])
     expect(page.locator("#errors-session_timeout")).to_have_text("")
     expect(page.locator("#id_name")).to_have_value(long_name)
