@@ -5,7 +5,6 @@ with its reason, grant mistakes are said on their fields, and every admin change
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,26 +16,16 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import translation
 from kubernetes import client as k8s
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 import kube
 from clusters import rbac
 from clusters.models import AuditEntry, Cluster, Grant, Role
-from tests.integration.test_browser import launch_chromium
 from tools import localcluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.browser]
 
 LOCALES = {"en": "en-US", "zh-hans": "zh-CN"}
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop in this thread; the ORM runs elsewhere
-    with sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(params=list(LOCALES))
@@ -45,10 +34,16 @@ def language(request) -> str:
 
 
 @pytest.fixture
-def admin_page(chromium: Browser, live_server, transactional_db, make_user, language: str) -> Iterator[Page]:
+def admin_page(
+    browser: Browser,
+    live_server,
+    transactional_db,
+    make_user,
+    language: str,
+) -> Iterator[Page]:
     """A superuser signed in to Django admin, in ``language``; fails the test on any browser console error."""
     make_user("root", is_staff=True, is_superuser=True)
-    context = chromium.new_context(locale=LOCALES[language], viewport={"width": 1280, "height": 1000})
+    context = browser.new_context(locale=LOCALES[language], viewport={"width": 1280, "height": 1000})
     context.set_default_timeout(20_000)
     page = context.new_page()
     errors: list[str] = []

@@ -4,7 +4,6 @@ main pages land in artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from kubernetes import client as k8s
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from clusters.models import AuditEntry, Cluster, Role
 from tests.helpers import create_deployment, make_node, run_pod, set_pod_ready
@@ -22,35 +21,10 @@ from tests.helpers import create_deployment, make_node, run_pod, set_pod_ready
 pytestmark = [pytest.mark.cluster, pytest.mark.browser]
 
 SHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-CHROMIUM = os.environ.get("CONSOLE_CHROMIUM", "/usr/bin/chromium")
 LANGUAGES = {
     "en": {"locale": "en-US", "services": "Services", "create": "Create Service"},
     "zh-hans": {"locale": "zh-CN", "services": "服务", "create": "创建服务"},
 }
-
-
-def launch_chromium(playwright: Playwright) -> Browser:
-    """Debian's Chromium, headless, as root, with nothing reaching out to the network."""
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-        ],
-    )
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    # Playwright's sync API keeps an event loop in this thread; the live server's ORM calls run elsewhere.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from kubernetes import client as k8s
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from services import listing
+from tests.chromium import launch_chromium
 from tests.integration.test_browser import (  # noqa: F401 - console and no_browser_errors are fixtures
     choose_type,
     console,
-    launch_chromium,
     log_in,
     no_browser_errors,
     open_page,

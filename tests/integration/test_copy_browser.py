@@ -3,32 +3,28 @@ is disabled, whichever element sent it, and the page logs no console error."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client as k8s
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from clusters.models import Cluster, Role
-from tests.integration.test_browser import launch_chromium, log_in
+from tests.integration.test_browser import log_in
 from tests.integration.test_copy import grant
 
 pytestmark = [pytest.mark.cluster, pytest.mark.browser]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's event loop lives in this thread
-    with sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def copy_page(
-    browser: Browser, live_server, transactional_db, cluster: Cluster, make_user, admin_api: k8s.ApiClient, namespace
+    browser: Browser,
+    live_server,
+    transactional_db,
+    cluster: Cluster,
+    make_user,
+    admin_api: k8s.ApiClient,
+    namespace,
 ) -> Iterator[tuple[Page, list[str], str]]:
     """A LoadBalancer Service (its copy form re-renders when a row's cluster changes: a request sent by the select)
     and the copy page of it, open as an editor of its namespace and of another; the page's console errors."""
