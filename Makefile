@@ -36,7 +36,7 @@ test: setup lint
 # minute). Three pytest workers, each with its own control plane: the tests mostly wait on the API server, so
 # three share the two cores well. `make test` runs them all, one at a time.
 test-fast: setup lint
-	$(BIN)/python -m pytest -n 3 -m "not browser and not load and not fuzz" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 -m "not browser and not load and not fuzz and not sso" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

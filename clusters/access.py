@@ -131,7 +131,7 @@ def cluster_for_user(request: HttpRequest, cluster_name: str) -> Access:
             raise Http404
         access = _access_from(grants[0].cluster, ((grant.namespace, grant.role) for grant in grants))
         access = replace(access, waiting=tuple(grant for grant in grants if grant.waiting_for_namespace))
-    return replace(access, identity=rbac.identity_for(user, audit.request_id(request)))
+    return replace(access, identity=rbac.identity_for(user, audit.request_id(request), access.cluster))
 
 
 def settle_waiting(access: Access, namespace: str | None = None) -> Access:
@@ -200,8 +200,8 @@ def every_cluster(request: HttpRequest) -> list[Access]:
             ),
             key=lambda access: access.cluster.name,
         )
-    identity = rbac.identity_for(user, audit.request_id(request))
-    return [replace(access, identity=identity) for access in accesses]
+    request_id = audit.request_id(request)
+    return [replace(access, identity=rbac.identity_for(user, request_id, access.cluster)) for access in accesses]
 
 
 def may_edit_somewhere(user: AbstractBaseUser | AnonymousUser) -> bool:

@@ -74,6 +74,10 @@ class ClusterAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Cluster | None = None):
         credentials = ["use", "kubeconfig", "context", "insecure_skip_tls_verify"]
         separate = ["server_url", "token", "client_certificate", "client_key", "certificate_authority"]
+        naming = (
+            _("How the cluster names people (the same as its own OIDC authenticator, for one person in both)"),
+            {"fields": ["naming", "oidc_username_claim", "oidc_username_prefix", "oidc_groups_prefix"]},
+        )
         if obj is None:
             # A new cluster: nothing to show of its status yet, and its credential is needed.
             return [
@@ -83,6 +87,7 @@ class ClusterAdmin(admin.ModelAdmin):
                     {"fields": credentials},
                 ),
                 (_("…or separate credentials"), {"fields": separate}),
+                naming,
             ]
         return [
             (None, {"fields": ["name", "display_name", "description"]}),
@@ -95,6 +100,7 @@ class ClusterAdmin(admin.ModelAdmin):
                 {"fields": credentials},
             ),
             (_("…or separate credentials"), {"fields": separate}),
+            naming,
         ]
 
     @admin.display(description=_("identity"))
@@ -114,7 +120,11 @@ class ClusterAdmin(admin.ModelAdmin):
             said = "credential replaced: " + ("set-up run, the console's token stored" if form.set_up_done else use)
             detail = f"{detail}; {said}" if detail else said
         _record_change(request, "cluster changed" if change else "cluster added", obj, detail, obj.name)
-        if form.set_up_done is not None:
+        renamed = bool(
+            {"naming", "oidc_username_claim", "oidc_username_prefix", "oidc_groups_prefix"} & set(form.changed_data)
+        )
+        if form.set_up_done is not None or (change and renamed):
+            # After a set-up the grants are bound; after a change of naming their subjects follow.
             try:
                 synced = rbac.sync_cluster(obj, audit.request_id(request))
             except kube.ClusterUnavailable as error:

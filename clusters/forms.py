@@ -18,9 +18,12 @@ class LoginForm(AuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
         "throttled": _("Too many failed log-ins. Wait %(minutes)d minutes and try again."),
+        "local_off": _("Passwords are not used here: sign in with your organisation's account."),
     }
 
     def clean(self) -> dict:
+        if settings.LOCAL_LOGIN == "off":
+            raise forms.ValidationError(self.error_messages["local_off"], code="local_off")
         try:
             return super().clean()
         except forms.ValidationError:
@@ -111,7 +114,16 @@ class ClusterForm(forms.ModelForm):
 
     class Meta:
         model = Cluster
-        fields = ["name", "display_name", "description", "insecure_skip_tls_verify"]
+        fields = [
+            "name",
+            "display_name",
+            "description",
+            "insecure_skip_tls_verify",
+            "naming",
+            "oidc_username_claim",
+            "oidc_username_prefix",
+            "oidc_groups_prefix",
+        ]
         help_texts = {
             "insecure_skip_tls_verify": _(
                 "Accept a cluster whose certificate is not verified, or a plain http:// URL. Anyone on the network "
@@ -129,6 +141,28 @@ class ClusterForm(forms.ModelForm):
         self.rights: rbac.Rights | None = None
         if self.instance.pk is not None:
             self.fields["use"].help_text = _("Only when you give new credentials.")
+        for name in self.NAMING:
+            # Not posted (``register_cluster``, a script): the cluster's own, or the default.
+            self.fields[name].required = False
+
+    NAMING = ("naming", "oidc_username_claim", "oidc_username_prefix", "oidc_groups_prefix")
+
+    def _posted_or_kept(self, name: str) -> str:
+        if name in self.data:
+            return self.cleaned_data.get(name) or ""
+        return getattr(self.instance, name)
+
+    def clean_naming(self) -> str:
+        return self._posted_or_kept("naming") or Cluster.Naming.CONSOLE
+
+    def clean_oidc_username_claim(self) -> str:
+        return self._posted_or_kept("oidc_username_claim") or "email"
+
+    def clean_oidc_username_prefix(self) -> str:
+        return self._posted_or_kept("oidc_username_prefix")
+
+    def clean_oidc_groups_prefix(self) -> str:
+        return self._posted_or_kept("oidc_groups_prefix")
 
     def _credentials(self) -> kube.Credentials | None:
         data = self.cleaned_data

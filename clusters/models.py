@@ -65,6 +65,27 @@ class Cluster(models.Model):
         default=IdentityReason.GIVEN_BY_HAND,
         editable=False,
     )
+
+    # How the console names a person to this cluster: ``<prefix>:<username>``, or as the cluster's own OIDC
+    # authenticator names the same person (a claim of their identity-provider token with a prefix, and their groups
+    # with a prefix), so that a binding made for kubectl users and one made by the console name the same subject.
+    class Naming(models.TextChoices):
+        CONSOLE = "console", _("Console names (console:<username>)")
+        OIDC = "oidc", _("The cluster's OIDC names (prefix + claim)")
+
+    naming = models.CharField(_("how people are named"), max_length=10, choices=Naming.choices, default=Naming.CONSOLE)
+    oidc_username_claim = models.CharField(
+        _("OIDC username claim"),
+        max_length=100,
+        default="email",
+        help_text=_("The claim the cluster's --oidc-username-claim (or JWT authenticator) reads, e.g. email."),
+    )
+    oidc_username_prefix = models.CharField(
+        _("OIDC username prefix"), max_length=100, blank=True, default="oidc:", help_text=_("e.g. oidc:")
+    )
+    oidc_groups_prefix = models.CharField(
+        _("OIDC groups prefix"), max_length=100, blank=True, default="oidc:", help_text=_("e.g. oidc:")
+    )
     created = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -232,3 +253,41 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.when:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.object_name} {self.result}"
+
+
+class PersonAtProvider(models.Model):
+    """A console user who signs in with the organisation's identity provider: who they are there (issuer and
+    subject) and the claims of their last token (name, e-mail, groups), from which the cluster may name them."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="person_at_provider", verbose_name=_("user")
+    )
+    issuer = models.CharField(_("issuer"), max_length=500)
+    subject = models.CharField(_("subject"), max_length=255)
+    claims = models.JSONField(_("claims"), default=dict)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("person at the identity provider")
+        verbose_name_plural = _("people at the identity provider")
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="person_at_provider_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.subject})"
+
+
+class ProviderSession(models.Model):
+    """A console session opened through the identity provider: its tokens (encrypted, never shown), the
+    provider's session id (``sid``, which back-channel logout names) and when the provider was last asked."""
+
+    session_key = models.CharField(max_length=40, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_sessions")
+    sid = models.CharField(max_length=255, blank=True, db_index=True)
+    encrypted_tokens = models.TextField()
+    checked = models.DateTimeField()
+
+    def tokens(self) -> dict:
+        return json.loads(crypto.decrypt(self.encrypted_tokens))
+
+    def set_tokens(self, tokens: dict) -> None:
+        self.encrypted_tokens = crypto.encrypt(json.dumps(tokens).encode())

@@ -63,15 +63,36 @@ def superusers_group() -> str:
     return kube.system_user("superusers")
 
 
-def identity_for(user: AbstractBaseUser, request_id: str = "") -> kube.Identity:
-    """The user as the cluster sees them: their name, their groups, ``<prefix>:system:superusers`` for a superuser
+def _oidc_user_name(user: AbstractBaseUser, cluster: Cluster) -> str | None:
+    """The name the cluster's own OIDC authenticator gives ``user`` (its prefix and the claim it reads from the
+    person's token), or None for a user who does not sign in through the identity provider, or lacks the claim."""
+    person = getattr(user, "person_at_provider", None) if cluster.naming == Cluster.Naming.OIDC else None
+    value = (person.claims or {}).get(cluster.oidc_username_claim) if person is not None else None
+    # Header-safe and without ":", so that no claim can make a name of the console's own identities.
+    return f"{cluster.oidc_username_prefix}{value}" if isinstance(value, str) and _PLAIN_NAME.fullmatch(value) else None
+
+
+def user_name_in(user: AbstractBaseUser, cluster: Cluster | None) -> str:
+    """The user's name in ``cluster``: as its OIDC authenticator names them in the OIDC naming, else the
+    console's ``<prefix>:<username>``."""
+    return (cluster is not None and _oidc_user_name(user, cluster)) or cluster_user_name(user)
+
+
+def group_name_in(group: Group, cluster: Cluster | None) -> str:
+    if cluster is not None and cluster.naming == Cluster.Naming.OIDC and _PLAIN_NAME.fullmatch(group.name):
+        return f"{cluster.oidc_groups_prefix}{group.name}"
+    return cluster_group_name(group)
+
+
+def identity_for(user: AbstractBaseUser, request_id: str = "", cluster: Cluster | None = None) -> kube.Identity:
+    """The user as ``cluster`` sees them: their name, their groups, ``<prefix>:system:superusers`` for a superuser
     (bound to the Cluster Admin role by ``set_up``), and the request id."""
-    groups = [cluster_group_name(group) for group in user.groups.all()]
+    groups = [group_name_in(group, cluster) for group in user.groups.all()]
     if user.is_superuser:
         groups.append(superusers_group())
     # The API server would add it by itself; said explicitly, the identity is the whole of what the cluster sees.
     groups.append(AUTHENTICATED)
-    return kube.Identity(cluster_user_name(user), tuple(sorted(groups))).with_request_id(request_id)
+    return kube.Identity(user_name_in(user, cluster), tuple(sorted(groups))).with_request_id(request_id)
 
 
 def role_name(role: str) -> str:
@@ -161,8 +182,8 @@ def _impersonator_rules(roles: dict[str, list[dict]]) -> list[dict]:
 
 def _subject(grant: Grant) -> dict:
     if grant.user_id:
-        return {"kind": "User", "apiGroup": RBAC_GROUP, "name": cluster_user_name(grant.user)}
-    return {"kind": "Group", "apiGroup": RBAC_GROUP, "name": cluster_group_name(grant.group)}
+        return {"kind": "User", "apiGroup": RBAC_GROUP, "name": user_name_in(grant.user, grant.cluster)}
+    return {"kind": "Group", "apiGroup": RBAC_GROUP, "name": group_name_in(grant.group, grant.cluster)}
 
 
 def _binding(grant: Grant, kind: str, name: str, role: str, namespace: str = "") -> dict:
@@ -180,6 +201,9 @@ def _binding(grant: Grant, kind: str, name: str, role: str, namespace: str = "")
 
 
 def desired_bindings(grant: Grant) -> list[dict]:
+    """The bindings of a grant: none for a deactivated user, who keeps no access in the cluster either."""
+    if grant.user_id and not grant.user.is_active:
+        return []
     name = f"{kube.prefix()}-grant-{grant.pk}"
     role = Role(grant.role)
     if role.is_cluster_wide:
@@ -659,9 +683,9 @@ def grant_deleted(sender: type, instance: Grant, **kwargs: Any) -> None:
 
 
 def holder_renamed(sender: type, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
-    """A user or group saved: its grants' subjects follow its name (a login, which saves ``last_login`` only,
-    changes nothing)."""
-    if update_fields is not None and not ({"username", "name"} & set(update_fields)):
+    """A user or group saved: its grants' subjects follow its name, and a deactivated user's bindings go (a
+    login, which saves ``last_login`` only, changes nothing)."""
+    if update_fields is not None and not ({"username", "name", "is_active"} & set(update_fields)):
         return
     holder = {"user": instance} if isinstance(instance, AbstractBaseUser) else {"group": instance}
     for grant in Grant.objects.filter(**holder).select_related("cluster", "user", "group"):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
@@ -11,8 +13,19 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 import kube
+from clusters import oidc
 from clusters.access import cluster_for_user, settle_waiting, visible_clusters
 from clusters.forms import LoginForm
+
+
+class ConsoleLoginView(LoginView):
+    """Django's login view with the console's form, and single sign-on offered when it is set up."""
+
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(**kwargs) | oidc.login_context()
 
 
 @login_required
@@ -77,6 +90,7 @@ def login_locked_out(request: HttpRequest, response: HttpResponse | None, creden
         ),
     )
     context = {"form": form, "next": request.POST.get("next", ""), LoginView.redirect_field_name: ""}
+    context |= oidc.login_context()
     return render(request, "registration/login.html", context, status=429)
 
 

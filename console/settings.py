@@ -123,6 +123,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A person signed in through the identity provider keeps their access only while it says so (clusters.oidc).
+    "clusters.oidc.ProviderSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -189,7 +191,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # X-Forwarded-For, the address the outermost of them saw (console.middleware.client_address).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's, with local passwords limited as CONSOLE_LOCAL_LOGIN says; single sign-on logs people in through it.
+    "clusters.oidc.LocalPasswordBackend",
 ]
 LOGIN_FAILURE_LIMIT = env_number("CONSOLE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_FAILURE_WINDOW = datetime.timedelta(minutes=15)
@@ -202,6 +205,29 @@ AXES_LOCKOUT_CALLABLE = "clusters.views.login_locked_out"
 AXES_VERBOSE = False
 
 AXES_CLIENT_IP_CALLABLE = "console.middleware.client_address"
+# Single sign-on with the organisation's OpenID Connect provider (``clusters.oidc``); off while no issuer is set.
+OIDC_ISSUER = os.environ.get("CONSOLE_OIDC_ISSUER", "").strip().rstrip("/")
+OIDC_CLIENT_ID = os.environ.get("CONSOLE_OIDC_CLIENT_ID", "").strip()
+OIDC_CLIENT_SECRET = os.environ.get("CONSOLE_OIDC_CLIENT_SECRET", "").strip()
+OIDC_SCOPES = os.environ.get("CONSOLE_OIDC_SCOPES", "openid email profile").strip()
+OIDC_USERNAME_CLAIM = os.environ.get("CONSOLE_OIDC_USERNAME_CLAIM", "preferred_username").strip()
+OIDC_GROUPS_CLAIM = os.environ.get("CONSOLE_OIDC_GROUPS_CLAIM", "groups").strip()
+OIDC_PROVIDER_NAME = os.environ.get("CONSOLE_OIDC_PROVIDER_NAME", "").strip()
+# A PEM file of the CAs that sign the provider's certificate, when not the system's (empty: the system's).
+OIDC_CA_FILE = os.environ.get("CONSOLE_OIDC_CA_FILE", "").strip()
+OIDC_TIMEOUT = env_number("CONSOLE_OIDC_TIMEOUT", 5.0, minimum=0.1, kind=float)
+# How often a signed-in person's access is asked of the provider again (a refresh of their token): the longest a
+# person disabled or moved out of a group there keeps their access here.
+OIDC_RECHECK_SECONDS = env_number("CONSOLE_OIDC_RECHECK_SECONDS", 300, minimum=1)
+if OIDC_ISSUER and not (OIDC_CLIENT_ID and OIDC_CLIENT_SECRET):
+    raise ImproperlyConfigured("CONSOLE_OIDC_ISSUER needs CONSOLE_OIDC_CLIENT_ID and CONSOLE_OIDC_CLIENT_SECRET.")
+# Local passwords: for everyone, for superusers only (a break-glass account beside single sign-on), or off.
+LOCAL_LOGIN = os.environ.get("CONSOLE_LOCAL_LOGIN", "everyone").strip() or "everyone"
+if LOCAL_LOGIN not in ("everyone", "superusers", "off"):
+    raise ImproperlyConfigured(f"CONSOLE_LOCAL_LOGIN must be everyone, superusers or off; it is {LOCAL_LOGIN!r}.")
+if LOCAL_LOGIN == "off" and not OIDC_ISSUER:
+    raise ImproperlyConfigured("CONSOLE_LOCAL_LOGIN=off needs single sign-on (CONSOLE_OIDC_ISSUER).")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "clusters:cluster_list"
 LOGOUT_REDIRECT_URL = "login"

@@ -1,21 +1,21 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from clusters.forms import LoginForm
+from clusters import oidc
+from clusters.views import ConsoleLoginView
 from console import metrics, probes
 
 urlpatterns = [
     path("", include("clusters.urls")),
     path("", include("services.urls")),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True),
-        name="login",
-    ),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", ConsoleLoginView.as_view(), name="login"),
+    # Signing out also ends the identity provider's session when the person came from it (clusters.oidc).
+    path("logout/", oidc.logout, name="logout"),
+    path("oidc/login/", oidc.login, name="oidc_login"),
+    path("oidc/callback/", oidc.callback, name="oidc_callback"),
+    path("oidc/backchannel-logout/", oidc.backchannel_logout, name="oidc_backchannel_logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     # For the platform, not for people: liveness, readiness (the database) and Prometheus metrics.

@@ -81,8 +81,9 @@ EXPECTED: dict[str, dict[str, list]] = {
         )
     },
 }
-# Not the console's own pages: Django's admin (staff only, its own checks), login/logout and the language switch.
-OUTSIDE = {"login", "logout", "set_language"}
+# Not the console's own pages: Django's admin (staff only, its own checks), signing in and out (with a password or
+# the identity provider, tests/integration/test_sso.py) and the language switch.
+OUTSIDE = {"login", "logout", "set_language", "oidc_login", "oidc_callback", "oidc_backchannel_logout"}
 
 
 def console_url_names() -> list[str]:

@@ -84,3 +84,23 @@ def test_the_client_address_is_counted_from_the_right(settings, rf, trusted: int
 
     settings.TRUSTED_PROXY_COUNT = trusted
     assert client_address(rf.get("/", **meta)) == expected
+
+
+def test_local_passwords_for_superusers_only_refuse_everyone_else(client: Client, make_user, settings) -> None:
+    settings.LOCAL_LOGIN = "superusers"
+    make_user("person")
+    make_user("root", is_superuser=True, is_staff=True)
+    refused = log_in(client, "person")
+    assert refused.status_code == 200 and "_auth_user_id" not in client.session
+    assert "Please enter a correct username and password" in refused.content.decode()  # names no account
+    assert log_in(client, "root").status_code == 302 and "_auth_user_id" in client.session
+
+
+def test_local_passwords_off_refuse_every_password_with_a_message(client: Client, make_user, settings) -> None:
+    settings.LOCAL_LOGIN = "off"
+    settings.OIDC_ISSUER = "https://idp.example.com/realms/console"
+    make_user("root", is_superuser=True, is_staff=True)
+    page = client.get("/login/").content.decode()
+    assert 'name="password"' not in page and "/oidc/login/" in page
+    refused = log_in(client, "root")
+    assert "Passwords are not used here" in refused.content.decode() and "_auth_user_id" not in client.session

@@ -86,3 +86,25 @@ def test_ssl_redirect_true_means_on_and_a_typo_stops_the_console() -> None:
 def test_an_unknown_environment_name_stops_the_console() -> None:
     refused = _production(CONSOLE_ENV="prod")
     assert refused.returncode != 0 and "CONSOLE_ENV must be development or production" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"CONSOLE_LOCAL_LOGIN": "admins"}, "CONSOLE_LOCAL_LOGIN must be everyone, superusers or off"),
+        ({"CONSOLE_LOCAL_LOGIN": "off"}, "CONSOLE_LOCAL_LOGIN=off needs single sign-on"),
+        ({"CONSOLE_OIDC_ISSUER": "https://idp.example.com/realms/x"}, "needs CONSOLE_OIDC_CLIENT_ID"),
+        (
+            {
+                "CONSOLE_OIDC_ISSUER": "https://idp.example.com",
+                "CONSOLE_OIDC_CLIENT_ID": "c",
+                "CONSOLE_OIDC_CLIENT_SECRET": "s",
+                "CONSOLE_OIDC_RECHECK_SECONDS": "soon",
+            },
+            "CONSOLE_OIDC_RECHECK_SECONDS must be a int number",
+        ),
+    ],
+)
+def test_single_sign_on_settings_that_do_not_fit_stop_the_console(environment: dict, message: str) -> None:
+    refused = _production(**environment)
+    assert refused.returncode != 0 and message in refused.stderr
