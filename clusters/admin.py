@@ -44,11 +44,27 @@ def _changed(form: forms.Form, hidden: tuple[str, ...] = ()) -> str:
     return "changed: " + ", ".join(fields) if fields else ""
 
 
+class AuditedDeletes:
+    """Deletes from a change page or the list's bulk action, each audited as ``<noun> removed``."""
+
+    audit_noun = ""
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        cluster = obj.cluster.name if isinstance(obj, Grant) else obj.name if isinstance(obj, Cluster) else ""
+        _record_change(request, f"{self.audit_noun} removed", obj, cluster=cluster)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
 # --- clusters -----------------------------------------------------------------------------------------------
 
 
 @admin.register(Cluster)
-class ClusterAdmin(admin.ModelAdmin):
+class ClusterAdmin(AuditedDeletes, admin.ModelAdmin):
+    audit_noun = "cluster"
     form = ClusterForm
     list_display = [
         "name",
@@ -142,15 +158,6 @@ class ClusterAdmin(admin.ModelAdmin):
                     ),
                     messages.WARNING,
                 )
-
-    def delete_model(self, request: HttpRequest, obj: Cluster) -> None:
-        _record_change(request, "cluster removed", obj, cluster=obj.name)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Cluster]) -> None:
-        for cluster in queryset:
-            _record_change(request, "cluster removed", cluster, cluster=cluster.name)
-        super().delete_queryset(request, queryset)
 
     @admin.action(description=_("Test connection and rights"))
     def test_connection(self, request: HttpRequest, queryset: QuerySet[Cluster]) -> None:
@@ -280,7 +287,8 @@ class GrantForm(forms.ModelForm):
 
 
 @admin.register(Grant)
-class GrantAdmin(admin.ModelAdmin):
+class GrantAdmin(AuditedDeletes, admin.ModelAdmin):
+    audit_noun = "grant"
     form = GrantForm
     list_display = ["cluster", "namespace", "role", "user", "group", "created"]
     list_filter = ["cluster", "role"]
@@ -318,14 +326,6 @@ class GrantAdmin(admin.ModelAdmin):
         _record_change(request, "grant changed" if change else "grant added", obj, detail, obj.cluster.name)
         self._say_outcome(request, obj)
 
-    def delete_model(self, request: HttpRequest, obj: Grant) -> None:
-        _record_change(request, "grant removed", obj, cluster=obj.cluster.name)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Grant]) -> None:
-        for grant in queryset.select_related("cluster", "user", "group"):
-            self.delete_model(request, grant)
-
 
 # --- users and groups: Django's admin, audited ----------------------------------------------------------------
 
@@ -336,7 +336,9 @@ admin.site.unregister(Group)
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(AuditedDeletes, DjangoUserAdmin):
+    audit_noun = "user"
+
     def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
         was_active = (
             User.objects.filter(pk=obj.pk).values_list("is_active", flat=True).first() if change and obj.pk else None
@@ -346,28 +348,14 @@ class UserAdmin(DjangoUserAdmin):
         deactivated = bool(was_active) and not obj.is_active
         _record_change(request, "user deactivated" if deactivated else _ADDED_OR_CHANGED[change], obj, detail)
 
-    def delete_model(self, request: HttpRequest, obj) -> None:
-        _record_change(request, "user removed", obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for user in queryset:
-            self.delete_model(request, user)
-
 
 @admin.register(Group)
-class GroupAdmin(DjangoGroupAdmin):
+class GroupAdmin(AuditedDeletes, DjangoGroupAdmin):
+    audit_noun = "group"
+
     def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
         _record_change(request, "group changed" if change else "group added", obj, _changed(form))
-
-    def delete_model(self, request: HttpRequest, obj) -> None:
-        _record_change(request, "group removed", obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for group in queryset:
-            self.delete_model(request, group)
 
 
 # --- the audit log ----------------------------------------------------------------------------------------------

@@ -9,9 +9,7 @@ certificate made here for 127.0.0.1 (the API server's JWT authenticator takes on
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
-import ipaddress
 import json
 import os
 import shutil
@@ -29,12 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
-from tools.localcluster import _die_with_parent, _free_port
+from tools.localcluster import CertificateAuthority, _die_with_parent, _free_port
 
 VERSION = "26.7.3"
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{VERSION}:zip"
@@ -80,33 +75,15 @@ def ensure_distribution() -> Path:
     return folder
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path, bytes]:
-    """A certificate for 127.0.0.1 (and localhost), its key, and the certificate's PEM (the CA to trust)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keycloak-for-tests")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = certificate.public_bytes(serialization.Encoding.PEM)
+def _certificate(folder: Path) -> tuple[Path, Path, bytes]:
+    """A server certificate for 127.0.0.1 and localhost from a CA of its own (as the control plane's), its key,
+    and the CA's PEM (what a client trusts)."""
+    authority = CertificateAuthority.create()
+    cert, key = authority.issue("keycloak", server=True)
     cert_file, key_file = folder / "tls.crt", folder / "tls.key"
-    cert_file.write_bytes(pem)
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_file, key_file, pem
+    cert_file.write_bytes(cert)
+    key_file.write_bytes(key)
+    return cert_file, key_file, authority.cert.public_bytes(serialization.Encoding.PEM)
 
 
 @dataclass
@@ -129,8 +106,9 @@ class Keycloak:
         shutil.copytree(ensure_distribution(), home, symlinks=True)
         (home / "data" / "import").mkdir(parents=True, exist_ok=True)
         (home / "data" / "import" / "realm.json").write_text(json.dumps(self.realm))
-        cert_file, key_file, self.ca_pem = _self_signed(self.folder)
-        self.ca_file = cert_file
+        cert_file, key_file, self.ca_pem = _certificate(self.folder)
+        self.ca_file = self.folder / "ca.crt"
+        self.ca_file.write_bytes(self.ca_pem)
         port = _free_port()
         self.url = f"https://127.0.0.1:{port}"
         environment = {
