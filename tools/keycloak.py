@@ -129,8 +129,13 @@ class Keycloak:
             "--db=dev-mem",
             "--health-enabled=true",
         ]
-        log = open(self.folder / "keycloak.log", "wb")  # noqa: SIM115 - the process writes it until stopped
-        self.process = subprocess.Popen(
+        with open(self.folder / "keycloak.log", "wb") as log:  # the child keeps its own descriptor
+            self.process = self._spawn(command, log, environment)
+        self._wait_ready(timeout)
+
+    @staticmethod
+    def _spawn(command: list[str], log, environment: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen(
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -138,6 +143,8 @@ class Keycloak:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - the kernel ends Keycloak with the test run
             start_new_session=True,
         )
+
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
