@@ -12,7 +12,8 @@ The flow:
   user's console groups, added and removed), logs them in, and keeps the provider's tokens, encrypted, with the
   session (``ProviderSession``);
 - ``ProviderSessionMiddleware`` asks the provider again (a refresh of the token) once ``OIDC_RECHECK_SECONDS``
-  have passed: new groups are taken, and a person the provider no longer accepts is logged out;
+  have passed (when is kept in the session, so the requests in between cost no query): new groups are taken, and
+  a person the provider no longer accepts is logged out;
 - ``logout`` also ends the provider's session (RP-initiated logout);
 - ``backchannel_logout`` is called by the provider when a session ends there, and ends that person's console
   sessions at once.
@@ -208,6 +209,15 @@ def _keep_session(request: HttpRequest, user: Any, token: dict, claims: dict) ->
     kept.set_tokens({key: token[key] for key in ("refresh_token", "id_token") if token.get(key)})
     ProviderSession.objects.filter(session_key=kept.session_key).delete()
     kept.save()
+    _recheck_later(request)
+
+
+# When the provider is next asked, in the session itself: the requests in between read nothing more.
+RECHECK_AT = "oidc_recheck_at"
+
+
+def _recheck_later(request: HttpRequest) -> None:
+    request.session[RECHECK_AT] = time.time() + settings.OIDC_RECHECK_SECONDS
 
 
 def _groups_of(claims: dict) -> list[str]:
@@ -283,9 +293,10 @@ class ProviderSessionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if enabled() and request.user.is_authenticated and request.session.session_key:
+        due = request.session.get(RECHECK_AT) if enabled() else None
+        if due is not None and time.time() >= due and request.user.is_authenticated:
             kept = ProviderSession.objects.filter(session_key=request.session.session_key).first()
-            if kept is not None and not _still_allowed(request, kept):
+            if kept is None or not _still_allowed(request, kept):
                 auth.logout(request)
                 messages.info(
                     request, _("Your sign-in with %(provider)s ended. Sign in again.") % {"provider": provider_name()}
@@ -296,8 +307,6 @@ class ProviderSessionMiddleware:
 
 def _still_allowed(request: HttpRequest, kept: ProviderSession) -> bool:
     due = kept.checked + datetime.timedelta(seconds=settings.OIDC_RECHECK_SECONDS)
-    if timezone.now() < due:
-        return True
     tokens = kept.tokens()
     try:
         answer = _provider().fetch_access_token(
@@ -320,6 +329,7 @@ def _still_allowed(request: HttpRequest, kept: ProviderSession) -> bool:
     kept.set_tokens({**tokens, **{key: answer[key] for key in ("refresh_token", "id_token") if answer.get(key)}})
     kept.checked = timezone.now()
     kept.save()
+    _recheck_later(request)
     return True
 
 
