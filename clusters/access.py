@@ -126,7 +126,7 @@ def cluster_for_user(request: HttpRequest, cluster_name: str) -> Access:
             raise Http404
         access = Access(cluster, superuser=True)
     else:
-        grants = list(_grants(user).filter(cluster__name=cluster_name).select_related("cluster", "user", "group"))
+        grants = list(_grants(user).filter(cluster__name=cluster_name).select_related("cluster"))
         if not grants:
             raise Http404
         access = _access_from(grants[0].cluster, ((grant.namespace, grant.role) for grant in grants))
@@ -200,8 +200,11 @@ def every_cluster(request: HttpRequest) -> list[Access]:
             ),
             key=lambda access: access.cluster.name,
         )
-    request_id = audit.request_id(request)
-    return [replace(access, identity=rbac.identity_for(user, request_id, access.cluster)) for access in accesses]
+    request_id, groups = audit.request_id(request), list(user.groups.all())  # one query for every cluster
+    return [
+        replace(access, identity=rbac.identity_for(user, request_id, access.cluster, groups=groups))
+        for access in accesses
+    ]
 
 
 def may_edit_somewhere(user: AbstractBaseUser | AnonymousUser) -> bool:

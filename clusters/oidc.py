@@ -52,7 +52,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from clusters import audit
+from clusters import audit, rbac
+from clusters.forms import LoginForm
 from clusters.models import PersonAtProvider, ProviderSession
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,6 @@ def login_context() -> dict[str, Any]:
 
 def _refused(request: HttpRequest, message: str, status: int = 400) -> HttpResponse:
     """The login page again, saying why single sign-on did not work."""
-    from clusters.forms import LoginForm
-
     context = {"form": LoginForm(request), "sso_error": message, "next": "", **login_context()}
     return render(request, "registration/login.html", context, status=status)
 
@@ -264,8 +263,6 @@ def _person(claims: dict) -> tuple[Any, str]:
 def _take_claims(person: PersonAtProvider, claims: dict) -> None:
     """Keep the claims the cluster may name the person by, and set their console groups from the groups claim
     (grants on groups, and with them the clusters' bindings, follow)."""
-    from clusters import rbac
-
     kept = {key: claims[key] for key in ("email", "preferred_username", "name", "sub") if key in claims}
     kept["groups"] = _groups_of(claims)
     named_anew = person.pk is not None and {k: v for k, v in person.claims.items() if k != "groups"} != {

@@ -84,15 +84,18 @@ def group_name_in(group: Group, cluster: Cluster | None) -> str:
     return cluster_group_name(group)
 
 
-def identity_for(user: AbstractBaseUser, request_id: str = "", cluster: Cluster | None = None) -> kube.Identity:
-    """The user as ``cluster`` sees them: their name, their groups, ``<prefix>:system:superusers`` for a superuser
-    (bound to the Cluster Admin role by ``set_up``), and the request id."""
-    groups = [group_name_in(group, cluster) for group in user.groups.all()]
+def identity_for(
+    user: AbstractBaseUser, request_id: str = "", cluster: Cluster | None = None, *, groups: list[Group] | None = None
+) -> kube.Identity:
+    """The user as ``cluster`` sees them: their name, their groups (``groups`` when read already), and
+    ``<prefix>:system:superusers`` for a superuser (bound to the Cluster Admin role by ``set_up``), and the request
+    id."""
+    names = [group_name_in(group, cluster) for group in (user.groups.all() if groups is None else groups)]
     if user.is_superuser:
-        groups.append(superusers_group())
+        names.append(superusers_group())
     # The API server would add it by itself; said explicitly, the identity is the whole of what the cluster sees.
-    groups.append(AUTHENTICATED)
-    return kube.Identity(user_name_in(user, cluster), tuple(sorted(groups))).with_request_id(request_id)
+    names.append(AUTHENTICATED)
+    return kube.Identity(user_name_in(user, cluster), tuple(sorted(names))).with_request_id(request_id)
 
 
 def role_name(role: str) -> str:

@@ -402,7 +402,7 @@ def _bundle(editor: Editor, data: Any = None, *, change: Callable | None = None)
         bundle = ServiceFormBundle(data=data, **options)
     elif live is not None:
         version = live["metadata"]["resourceVersion"]
-        bundle = ServiceFormBundle(spec=m.spec_from_service(live), resource_version=version, **options)
+        bundle = ServiceFormBundle(spec=options["base"], resource_version=version, **options)
     else:
         bundle = ServiceFormBundle(**options)
     if bundle.service_type == m.LOAD_BALANCER:  # MetalLB's pools matter only to a LoadBalancer
@@ -458,11 +458,13 @@ def _row_focus(bundle: ServiceFormBundle, prefix: str, index: int) -> str:
     return form[first].auto_id
 
 
-def _body(editor: Editor, bundle: ServiceFormBundle, live: dict | None = None) -> dict:
-    """What the form would write: a new Service, or the live one with the form's fields written over it."""
-    live = live or editor.live
+def _body(editor: Editor, bundle: ServiceFormBundle) -> dict:
+    """What the form would write: a new Service, or the live one with the person's changes written over it (the
+    form's base is the live Service's spec, read once for the request)."""
     spec = bundle.spec(editor.namespace)
-    return m.apply_to_live(live, spec, bundle.resource_version) if live else m.build_service_manifest(spec)
+    if editor.live is None:
+        return m.build_service_manifest(spec)
+    return m.apply_to_live(editor.live, spec, bundle.resource_version, base=bundle.base)
 
 
 @require_http_methods(["GET", "POST"])
