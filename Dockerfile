@@ -57,11 +57,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     CONSOLE_ENV=production \
     CONSOLE_STATIC_ROOT=/app/staticfiles \
     CONSOLE_DATA_DIR=/tmp/console-data \
-    WEB_CONCURRENCY=2
+    WEB_CONCURRENCY=2 \
+    PORT=8000
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
 # The console's gunicorn configuration (console/gunicorn.py: its log format, the metrics folder under /tmp).
-# WEB_CONCURRENCY sets the worker count (2 by default: see docs/deploy.md for the memory it takes). The graceful
-# timeout fits the pod's 30 s grace period after its 5 s preStop sleep.
-CMD ["gunicorn", "--config", "python:console.gunicorn", "console.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/tmp", "--timeout", "60", "--graceful-timeout", "20"]
+# gunicorn binds 0.0.0.0:$PORT when no --bind is given; WEB_CONCURRENCY sets the worker count (2 by default: see
+# docs/deploy.md for the memory it takes). The graceful timeout fits the pod's 30 s grace period after its 5 s
+# preStop sleep.
+CMD ["gunicorn", "--config", "python:console.gunicorn", "console.wsgi:application", "--worker-tmp-dir", "/tmp", "--timeout", "60", "--graceful-timeout", "20"]
