@@ -1,12 +1,13 @@
 # syntax=docker/dockerfile:1
 # The console's production image: `docker build -t kube-service-console .` (see docs/deploy.md).
 #
-# Two stages: the first installs exactly requirements.lock (every package checked against its hash, wheels only,
-# so no compiler is needed), compiles the zh-Hans catalog and collects the static files; the second holds only the
-# result and runs gunicorn as an unprivileged user. tests/integration/test_deploy.py checks what can be checked
-# without Docker: every COPY source exists, the command is a real entry point, the user is not root, the lock is
-# installed with hashes.
-
+# Two stages: the first installs exactly requirements-prod.lock (the production dependencies, every package checked
+# against its hash, wheels only, so no compiler is needed), compiles the zh-Hans catalog and collects the static
+# files; the second holds only the result and runs gunicorn as an unprivileged user. tests/integration/test_image.py
+# reads this file and also builds the image (`make image`, with podman) and runs it.
+#
+# PYTHON_IMAGE is any Debian bookworm image with Python 3.11 as `python`: the public one by default; the tests
+# build on one made from Debian's packages (tools/image.py), as no registry is reachable there.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -18,7 +19,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends gettext \
     && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
-COPY requirements.lock /tmp/requirements.lock
+COPY requirements-prod.lock /tmp/requirements.lock
 RUN /opt/venv/bin/pip install --no-deps --require-hashes --only-binary=:all: -r /tmp/requirements.lock
 
 WORKDIR /app
@@ -30,7 +31,7 @@ COPY services ./services
 COPY templates ./templates
 COPY static ./static
 COPY locale ./locale
-# Production settings with throwaway secrets: these two commands read no secret and touch no database, and the
+# Production settings with throwaway secrets (pip and setuptools go too: nothing installs at run time): these two commands read no secret and touch no database, and the
 # static files must be collected with the production storage (WhiteNoise's hashed, compressed names).
 RUN CONSOLE_ENV=production CONSOLE_SECRET_KEY=build-only CONSOLE_ENCRYPTION_KEYS=build-only \
     CONSOLE_DATA_DIR=/tmp/build-data CONSOLE_STATIC_ROOT=/app/staticfiles \
@@ -38,6 +39,7 @@ RUN CONSOLE_ENV=production CONSOLE_SECRET_KEY=build-only CONSOLE_ENCRYPTION_KEYS
     && CONSOLE_ENV=production CONSOLE_SECRET_KEY=build-only CONSOLE_ENCRYPTION_KEYS=build-only \
     CONSOLE_DATA_DIR=/tmp/build-data CONSOLE_STATIC_ROOT=/app/staticfiles \
     /opt/venv/bin/python manage.py collectstatic --no-input --verbosity 0 \
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet pip setuptools \
     && /opt/venv/bin/python -m compileall -q /app /opt/venv \
     && rm -rf /tmp/build-data
 

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test test-fast lint format lock messages bench check-deploy clean-cluster
+.PHONY: setup run test test-fast lint format lock image messages bench check-deploy clean-cluster
 
 # Idempotent: the virtualenv is refreshed when requirements.lock changes; the control-plane binaries are built once
 # per version into ~/.cache; migrations run every time (a no-op when current).
@@ -21,9 +21,17 @@ $(VENV)/.installed: requirements.lock
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	touch $@
 
+# Two locks from pyproject.toml: everything the tests need, and the production subset the image installs, pinned
+# to the same versions (it is compiled with the first as its constraint).
 lock: $(VENV)/.installed
 	$(BIN)/pip-compile --quiet --strip-extras --extra dev --extra postgres --generate-hashes --allow-unsafe \
-	  -o requirements.lock pyproject.toml
+	  --no-emit-find-links -o requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --extra postgres --generate-hashes --allow-unsafe \
+	  --no-emit-find-links -c requirements.lock -o requirements-prod.lock pyproject.toml
+
+# The container image (podman; on a Debian base made from Debian's packages: tools/image.py). IMAGE names it.
+image: $(VENV)/.installed
+	$(BIN)/python -m tools.image build $(if $(IMAGE),--tag $(IMAGE))
 
 run: setup
 	$(BIN)/python manage.py demo --kubeconfig "$$($(BIN)/python -m tools.localcluster up)" --url http://$(HOST):$(PORT)/
@@ -36,7 +44,7 @@ test: setup lint
 # minute). Three pytest workers, each with its own control plane: the tests mostly wait on the API server, so
 # three share the two cores well. `make test` runs them all, one at a time.
 test-fast: setup lint
-	$(BIN)/python -m pytest -n 3 -m "not browser and not load and not fuzz and not sso" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 -m "not browser and not load and not fuzz and not sso and not image" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
