@@ -9,9 +9,11 @@ PostgreSQL database, apart from the pytest process and its own test database.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -27,10 +29,11 @@ from pathlib import Path
 
 import requests
 
-from bench import httpload
+from tools import image as tools_image
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_USER = "postgres"
+CONTAINER_UID = 10001  # the image's user
 NGINX = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
 # Which gunicorn worker (pid) served which path for whom tells which informers it holds. "Whom" is the test's own
 # X-Test-User request header (no product change): gunicorn's access log can show request headers.
@@ -182,50 +185,84 @@ def manage(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 @dataclass
 class Replica:
-    """One production server: gunicorn with its own workers, access log (worker pid, method, path, status)."""
+    """One production server, a container of the image: gunicorn with its own workers, access log (worker pid,
+    method, path, status)."""
 
     name: str
     port: int
     process: subprocess.Popen
     access_log: Path
     error_log: Path
+    container: str
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def served(self) -> list[tuple[int, str, str, int, str]]:
-        """(worker pid, method, path, status, test user) of every request this replica answered so far."""
+        """(worker pid, method, path, status, test user) of every request this replica answered so far. The image's
+        gunicorn writes its log lines in the console's format: JSON, the access line as the message."""
         rows = []
         for line in self.access_log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError, AttributeError):
+                line = json.loads(line).get("message", "")
             found = re.fullmatch(r"<(\d+)> (\S+) (\S+) (\d+) (\S+)", line.strip())
             if found:
                 rows.append((int(found[1]), found[2], found[3], int(found[4]), found[5]))
         return rows
 
     def workers(self) -> list[int]:
-        """The pids of the master's worker processes."""
-        return httpload.children_of(self.process.pid)
+        """The pids of the master's worker processes, as the container sees them (its access log's pids)."""
+        done = subprocess.run(
+            ["podman", "top", self.container, "pid", "ppid"], env=tools_image.podman_environment(),
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        rows = [line.split() for line in done.stdout.splitlines()[1:]]
+        return [int(pid) for pid, parent in rows if parent == "1"]
+
+    def running(self) -> bool:
+        """Whether its container still exists."""
+        done = subprocess.run(
+            ["podman", "container", "exists", self.container], env=tools_image.podman_environment(),
+            capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+        return done.returncode == 0
 
 
-def start_replica(name: str, env: dict[str, str], folder: Path, *, workers: int, threads: int) -> Replica:
+def start_replica(name: str, env: dict[str, str], folder: Path, image: str, *, workers: int, threads: int) -> Replica:
+    """A container of the console's image, run as the manifests run it (uid 10001, no capabilities, read-only
+    root, /tmp only), on the host's network at a port of its own. Its gunicorn writes the access log to a folder
+    mounted from ``folder``; ``process`` is ``podman run`` in the foreground, which passes SIGTERM on to it."""
     port = free_port()
-    access_log, error_log = folder / f"{name}-access.log", folder / f"{name}-error.log"
+    logs = folder / f"{name}-logs"
+    logs.mkdir()
+    shutil.chown(logs, CONTAINER_UID, CONTAINER_UID)
+    options = shlex.join([
+        "--workers", str(workers), "--threads", str(threads), "--keep-alive", "0",
+        "--access-logfile", "/logs/access.log", "--access-logformat", ACCESS_FORMAT,
+        "--error-logfile", "/logs/error.log", "--log-level", "warning",
+    ])  # fmt: skip
+    settings = {key: value for key, value in env.items() if key.startswith(("CONSOLE_", "DATABASE_URL"))}
+    settings |= {"PORT": str(port), "GUNICORN_CMD_ARGS": options}
+    container = f"console-replica-{name}-{secrets.token_hex(3)}"
     command = [
-        sys.executable, "-m", "gunicorn", "console.wsgi", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "--threads", str(threads), "--keep-alive", "0", "--timeout", "60",
-        "--access-logfile", str(access_log), "--access-logformat", ACCESS_FORMAT,
-        "--error-logfile", str(error_log), "--log-level", "warning",
+        "podman", "run", "--rm", "--name", container, "--network=host",
+        "--user", f"{CONTAINER_UID}:{CONTAINER_UID}", "--cap-drop=ALL", "--security-opt=no-new-privileges",
+        "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=64m,mode=1777",
+        "--volume", f"{logs}:/logs",
+        *(arg for key, value in settings.items() for arg in ("--env", f"{key}={value}")),
+        image,
     ]  # fmt: skip
     process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        command, env=tools_image.podman_environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    replica = Replica(name, port, process, access_log, error_log)
+    replica = Replica(name, port, process, logs / "access.log", logs / "error.log", container)
 
     def answering() -> bool:
         if process.poll() is not None:
-            raise AssertionError(f"gunicorn {name} exited:\n{error_log.read_text(errors='replace')[-3000:]}")
+            error_log = replica.error_log.read_text(errors="replace") if replica.error_log.exists() else ""
+            raise AssertionError(f"the container of replica {name} exited:\n{error_log[-3000:]}")
         try:
             return requests.get(f"http://{replica.address}/login/", timeout=2).status_code == 200
         except requests.RequestException:

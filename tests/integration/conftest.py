@@ -1,15 +1,17 @@
 """Fixtures shared by the integration modules: one Chromium for the whole session (Playwright's sync API allows
-one instance per thread, so every browser module uses this one)."""
+one instance per thread, so every browser module uses this one), and the container image, built once."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.chromium import launch_chromium
+from tools import image as tools_image
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +22,10 @@ def browser() -> Iterator[Browser]:
         launched = launch_chromium(playwright)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="session")
+def image() -> dict:
+    """The console's image as `make image` builds it (podman, on a Debian base made from Debian's packages): its
+    tag, build seconds and size. Unchanged layers come from podman's cache."""
+    return tools_image.build(tools_image.IMAGE, log=lambda line: print(line, file=sys.stderr))

@@ -154,11 +154,6 @@ LOCKED_DOWN = (
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def image() -> dict:
-    return tools_image.build(tools_image.IMAGE, log=lambda line: print(line, file=sys.stderr))
-
-
 @dataclass
 class Container:
     name: str

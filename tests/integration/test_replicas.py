@@ -1,13 +1,14 @@
-"""Replicas: two production servers (gunicorn, production settings) on one PostgreSQL, behind Debian's nginx
-(round robin, TLS, no sticky sessions), driven through nginx only by a browser-like client that keeps its cookies.
+"""Replicas: two containers of the console's image (``make image``; production settings, run as the manifests run
+them) on one PostgreSQL, behind Debian's nginx (round robin, TLS, no sticky sessions), driven through nginx only by
+a browser-like client that keeps its cookies.
 
 They show what running N replicas relies on (docs/replicas.md): the session, a user's own writes and the login
 throttle live in the shared database, so whichever replica answers, the user is signed in, sees what they just
 wrote, and is locked out after failures spread over both; and the watches the console holds on the API server
 follow the formula of ``bench/watches.py``, measured from the API server's own /metrics.
 
-The tests of this module share one deployment (started once, about 20 s) and run in file order; the last one
-stops it. It brings its own PostgreSQL (a private cluster from Debian's binaries, run as the ``postgres`` user),
+The tests of this module share one deployment (started once, about 20 s once the image is built) and run in file
+order; the last one stops it. It brings its own PostgreSQL (a private cluster from Debian's binaries, run as the ``postgres`` user),
 so it runs in the SQLite pass of CI with the other load tests.
 """
 
@@ -31,9 +32,10 @@ from bench import httpload, watches
 from kube.informer import MAX_INFORMERS
 from tests import replicas_helpers as rh
 from tests.helpers import service_form
+from tools import image as tools_image
 from tools import localcluster
 
-pytestmark = [pytest.mark.cluster, pytest.mark.load]
+pytestmark = [pytest.mark.cluster, pytest.mark.load, pytest.mark.image]
 
 REPLICAS = 2
 WORKERS = 2  # per replica: the formula's "per worker" term is exercised too
@@ -91,13 +93,18 @@ class Deployment:
 
 
 def _stop(nginx: rh.Nginx | None, replicas: list[rh.Replica]) -> None:
-    """Stop nginx and the servers, and check that none of their processes is left (safe to call twice)."""
+    """Stop nginx and the servers (``podman run`` passes the SIGTERM to gunicorn, and removes the container once it
+    exited), and check that no process and no container of theirs is left (safe to call twice)."""
     processes = ([nginx.process] if nginx else []) + [replica.process for replica in replicas]
     children = [pid for process in processes if process.poll() is None for pid in httpload.children_of(process.pid)]
     for process in processes:
         rh.stop_group(process)
     for pid in [process.pid for process in processes] + children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid), f"process {pid} still runs"
+    left = [replica.container for replica in replicas if replica.running()]
+    for container in left:
+        tools_image.podman("rm", "--force", "--time", "0", container, check=False)
+    assert not left, f"containers left running: {left}"
 
 
 def _state(pid: int) -> str:
@@ -162,6 +169,7 @@ def deployment(
     users: dict[str, str],
     baseline: watches.Watches,
     tmp_path_factory: pytest.TempPathFactory,
+    image: dict,
 ) -> Iterator[Deployment]:
     folder = tmp_path_factory.mktemp("replicas")
     with rh.Postgres.running() as database:
@@ -171,12 +179,11 @@ def deployment(
             "CONSOLE_SECRET_KEY": secrets.token_urlsafe(50),
             "CONSOLE_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "CONSOLE_ALLOWED_HOSTS": "127.0.0.1",
-            "CONSOLE_STATIC_ROOT": str(folder / "static"),
             "CONSOLE_LOGIN_FAILURE_LIMIT": str(FAILURE_LIMIT),
         }
+        # The test's data (cluster, users, grants) is written from the checkout, whose code is the image's.
         env = rh.console_environment(database.url, folder / "manage", **shared)
         rh.manage(env, "migrate", "--noinput")
-        rh.manage(env, "collectstatic", "--noinput")
         setup = {
             "credentials": console_credentials.to_dict(),
             "users": [["alice", users["alice"], namespaces], ["bob", users["bob"], namespaces[:1]]],
@@ -188,9 +195,9 @@ def deployment(
         nginx = None
         try:
             for name in ("a", "b"):
-                # Each replica its own data folder: nothing is shared through the file system.
-                own = rh.console_environment(database.url, folder / f"data-{name}", **shared)
-                replicas.append(rh.start_replica(name, own, folder, workers=WORKERS, threads=4))
+                # Each replica its own /tmp: nothing is shared through the file system.
+                own = rh.console_environment(database.url, Path("/tmp/console-data"), **shared)
+                replicas.append(rh.start_replica(name, own, folder, image["image"], workers=WORKERS, threads=4))
             authority = localcluster.CertificateAuthority.create()
             cert, key = authority.issue("127.0.0.1", server=True)
             ca_pem = authority.cert.public_bytes(serialization.Encoding.PEM)
@@ -244,18 +251,21 @@ def _browse_everywhere(browser: rh.Browser, namespaces: list[str]) -> None:
         _get_until_served_by_both(browser, rh.live_url(next(iter(pages.values()))), HX_Request="true")
 
 
-def _served_by_worker(deployment: Deployment, namespaces: list[str]) -> dict[int, tuple[set[str], set[str]]]:
+def _served_by_worker(
+    deployment: Deployment, namespaces: list[str]
+) -> dict[tuple[str, int], tuple[set[str], set[str]]]:
     """For each gunicorn worker (its access log): the namespaces it served a list page or a live poll of, and the
     users it served a whole list page (with the namespace picker) to."""
     lists = {_list_path(n): n for n in namespaces}
     polls = {reverse("services:list_live", args=["local", n]): n for n in namespaces}
-    served: dict[int, tuple[set[str], set[str]]] = {}
+    # A worker is its replica and its pid there (each container numbers its processes from 1).
+    served: dict[tuple[str, int], tuple[set[str], set[str]]] = {}
     for replica in deployment.replicas:
         for pid in replica.workers():
-            served.setdefault(pid, (set(), set()))  # every worker, even one that served none of them
+            served.setdefault((replica.name, pid), (set(), set()))  # every worker, even one that served none
         for pid, method, path, _status, user in replica.served():
             if method == "GET" and path in lists | polls:
-                names, users = served.setdefault(pid, (set(), set()))
+                names, users = served.setdefault((replica.name, pid), (set(), set()))
                 names.add((lists | polls)[path])
                 if path in lists:
                     users.add(user)
