@@ -1,6 +1,7 @@
-"""The production deployment: the Dockerfile, the Kustomize manifests in ``deploy/`` (rendered by kubectl, applied
-to the real API server in a server-side dry run), the generated RBAC, registering the cluster the console runs in,
-and the liveness/readiness endpoints behind production settings.
+"""The production deployment: the Kustomize manifests in ``deploy/`` (rendered from the Helm chart, whose own tests
+are in test_chart.py; here rendered by kubectl and applied to the real API server in a server-side dry run), the
+generated RBAC, registering the cluster the console runs in, and the liveness/readiness endpoints behind production
+settings.
 
 kubectl is built from the same pinned k8s.io/kubernetes module as the control plane (``localcluster.ensure_kubectl``)."""
 
@@ -37,6 +38,7 @@ from tools import localcluster
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+CHART = ROOT / "charts" / "kube-service-console"
 OVERLAY = DEPLOY / "overlays" / "example"
 NAMESPACE = rbac.SERVICE_ACCOUNT_NAMESPACE  # where the manifests put the console
 KUBECTL_TIMEOUT = 120
@@ -248,12 +250,18 @@ def test_the_pods_run_as_the_service_account_the_rbac_binds(rendered: list[dict]
 
 
 def test_the_rbac_manifests_in_the_repository_are_the_commands_output() -> None:
+    """The chart's template of the RBAC is the command's output, and the plain manifests rendered from the chart
+    (test_chart.py compares them with a new rendering) hold exactly the objects the code makes."""
+    output = io.StringIO()
+    call_command("rbac_manifests", "--chart", stdout=output)
+    assert (CHART / "templates" / "rbac-generated.yaml").read_text() == output.getvalue(), (
+        "the chart's templates/rbac-generated.yaml is out of date: run `.venv/bin/python -m tools.deploy_manifests`"
+    )
+    rendered = list(yaml.safe_load_all((DEPLOY / "base" / "rbac-generated.yaml").read_text()))
+    assert rendered == rbac_manifests.rbac_objects()
     output = io.StringIO()
     call_command("rbac_manifests", stdout=output)
-    assert (DEPLOY / "base" / "rbac-generated.yaml").read_text() == output.getvalue(), (
-        "deploy/base/rbac-generated.yaml is out of date: "
-        "run `.venv/bin/python manage.py rbac_manifests > deploy/base/rbac-generated.yaml`"
-    )
+    assert list(yaml.safe_load_all(output.getvalue())) == rendered
 
 
 @pytest.mark.cluster

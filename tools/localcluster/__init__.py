@@ -42,6 +42,8 @@ from cryptography.x509.oid import NameOID
 
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.3"
+# The Helm release the chart is tested with (tools/localcluster/gomod/helm pins its module).
+HELM_VERSION = "v4.3.2"
 # Large enough for the benchmark and load tests (thousands of Services); the default of kubeadm clusters.
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/12"
 GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
@@ -112,6 +114,32 @@ def ensure_kubectl(log: Log = _stderr) -> Path:
         if not (folder / "kubectl").exists():
             _build_kubernetes(folder / "kubectl", log)
     return folder / "kubectl"
+
+
+def ensure_helm(log: Log = _stderr) -> Path:
+    """Return the path of ``helm`` (``HELM_VERSION``), building it into the cache on first use.
+
+    Only the chart's tests and the rendering of ``deploy/`` from the chart need it. Its name carries its version, so
+    a new pin builds a new binary beside the old one (the cache folder is named after the control plane's versions
+    only). Envtest's ``KUBEBUILDER_ASSETS`` folders hold none, but a ``helm`` put in one is used, as a ``kubectl``
+    there is: a machine without Go can then run the tests."""
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and os.access(Path(assets) / "helm", os.X_OK):
+        return Path(assets) / "helm"
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / f"helm-{HELM_VERSION}"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not output.exists():
+            # Helm reports the version stamped into its internal version package (its own Makefile does the same
+            # for a tagged release); without it `helm version` says only "v4.3".
+            stamp = " ".join(
+                f"-X helm.sh/helm/v4/internal/version.{key}={value}"
+                for key, value in (("version", HELM_VERSION), ("gitTreeState", "clean"))
+            )
+            _run_go_build("helm", "helm.sh/helm/v4/cmd/helm", output, f"-s -w {stamp}", log)
+    return output
 
 
 def _go() -> str:
@@ -428,9 +456,16 @@ CONTROLLERS = (
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager in a private temporary folder, on free loopback ports."""
 
-    def __init__(self, binaries: Path, data_dir: Path | None = None, apiserver_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        binaries: Path,
+        data_dir: Path | None = None,
+        apiserver_args: tuple[str, ...] = (),
+        controllers: tuple[str, ...] = CONTROLLERS,
+    ) -> None:
         self.binaries = binaries
         self.apiserver_args = apiserver_args
+        self.controllers = controllers  # the chart's upgrade test adds the workload controllers, in a plane of its own
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="kube-service-console-"))
         self.data_dir.chmod(0o700)
         self.ca = CertificateAuthority.create()
@@ -555,7 +590,7 @@ class ControlPlane:
             f"--kubeconfig={manager_kubeconfig}",
             "--leader-elect=false",
             "--secure-port=0",  # no serving port: nothing reads its metrics or health endpoints
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(self.controllers)}",
             f"--service-account-private-key-file={paths['sa.key']}",
             f"--root-ca-file={ca_file}",
         ]

@@ -29,6 +29,7 @@ def _log(message: str) -> None:
 def build() -> int:
     folder = localcluster.ensure_binaries(_log)
     localcluster.ensure_kubectl(_log)  # for the test of the deploy/ manifests
+    localcluster.ensure_helm(_log)  # for the chart's tests and for rendering deploy/base from the chart
     print(folder)
     return 0
 
