@@ -40,7 +40,9 @@ image: $(VENV)/.installed
 
 run: setup
 	$(BIN)/python manage.py demo --kubeconfig "$$($(BIN)/python -m tools.localcluster up)" --url http://$(HOST):$(PORT)/
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@# The history recorder beside the development server (docs/history.md), stopped with it.
+	$(BIN)/python manage.py record_history & recorder=$$!; trap 'kill $$recorder 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -42,6 +42,8 @@ def record(
     name: str = "",
     detail: str = "",
     username: str = "",
+    uid: str = "",
+    resource_version: str = "",
 ) -> AuditEntry:
     user = request.user if request.user.is_authenticated else None
     return AuditEntry.objects.create(
@@ -55,4 +57,6 @@ def record(
         result=result,
         detail=redact(detail),
         request_id=request_id(request),
+        uid=uid,
+        resource_version=resource_version,
     )

@@ -245,6 +245,10 @@ class AuditEntry(models.Model):
     # Sent to the cluster with every call of the request (an impersonated extra), so this entry and the API
     # server's audit events of the same action can be joined.
     request_id = models.CharField(_("request id"), max_length=32, blank=True, db_index=True)
+    # The object a successful write made or deleted: its uid, and the resourceVersion the API server gave the
+    # written object (the version the history recorder stores for it).
+    uid = models.CharField(_("uid"), max_length=64, blank=True)
+    resource_version = models.CharField(_("resource version"), max_length=64, blank=True)
 
     class Meta:
         ordering = ["-when", "-id"]

@@ -276,6 +276,10 @@ if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", CONSOLE_IDENTITY_PREF
     raise ImproperlyConfigured("CONSOLE_IDENTITY_PREFIX: use 1-32 lowercase letters, digits and '-'.")
 # The DNS domain of the clusters' Services (kubelet's --cluster-domain), for the name shown on a Service's page.
 CONSOLE_CLUSTER_DOMAIN = os.environ.get("CONSOLE_CLUSTER_DOMAIN", "cluster.local").strip(".") or "cluster.local"
+# The history of Services (services.recorder): versions older than this many days are removed, and at most this
+# many versions are kept per Service (the oldest go first).
+HISTORY_MAX_AGE_DAYS = env_number("CONSOLE_HISTORY_MAX_AGE_DAYS", 90, minimum=1)
+HISTORY_MAX_VERSIONS = env_number("CONSOLE_HISTORY_MAX_VERSIONS", 100, minimum=2)
 # A kubeconfig is a small document; anything larger is refused before it is parsed.
 KUBECONFIG_MAX_BYTES = 256 * 1024
 

@@ -479,7 +479,12 @@ def create_target(request: HttpRequest, copier: Copier, value: str, overrides: c
         record(result="failed", detail=f"{origin}: {error}")
         return outcome
     listing.remember_write(request, access, namespace, resource_version=stored["metadata"]["resourceVersion"])
-    record(result="success", detail=f"{origin} uid={stored['metadata']['uid']}")
+    record(
+        result="success",
+        detail=f"{origin} uid={stored['metadata']['uid']}",
+        uid=stored["metadata"]["uid"],
+        resource_version=stored["metadata"]["resourceVersion"],
+    )
     outcome.ok = True
     outcome.url = reverse("services:detail", args=[access.cluster.name, namespace, outcome.name])
     return outcome

@@ -60,8 +60,20 @@ def _namespaces(access: Access) -> list[str]:
 
 
 def _record(
-    request: HttpRequest, access: Access, namespace: str, action: str, name: str, result: str, detail: str = ""
+    request: HttpRequest,
+    access: Access,
+    namespace: str,
+    action: str,
+    name: str,
+    result: str,
+    detail: str = "",
+    *,
+    written: dict | None = None,
+    uid: str = "",
 ) -> None:
+    """Audit a Service action; ``written`` (the object a write returned) or ``uid`` (a deletion) tie the entry to
+    the version the history recorder stores."""
+    metadata = (written or {}).get("metadata") or {}
     audit.record(
         request,
         action=action,
@@ -71,6 +83,8 @@ def _record(
         kind="Service",
         name=name,
         detail=detail,
+        uid=metadata.get("uid") or uid,
+        resource_version=metadata.get("resourceVersion", ""),
     )
 
 
@@ -292,7 +306,7 @@ def _write(
     detail = f"type={spec.get('type', '')} ports={len(spec.get('ports') or [])} uid={stored['metadata']['uid']}"
     if warnings:
         detail += f" warnings={json.dumps(warnings, ensure_ascii=False)}"  # as the API server sent them
-    _record(request, editor.access, editor.namespace, action, name, "success", detail)
+    _record(request, editor.access, editor.namespace, action, name, "success", detail, written=stored)
     done = _("Service “%(name)s” updated.") if editor.live else _("Service “%(name)s” created.")
     messages.success(request, done % {"name": name})
     for notice in warning_notices(warnings):
@@ -888,6 +902,15 @@ def service_delete(request: HttpRequest, cluster: str, namespace: str, name: str
         _record(request, access, namespace, "delete", name, "failed", str(error))
         return _redirect(request, list_url)
     listing.remember_write(request, access, namespace, deleted_uid=uid)
-    _record(request, access, namespace, "delete", name, "success", f"uid={uid}" if existed else "already deleted")
+    _record(
+        request,
+        access,
+        namespace,
+        "delete",
+        name,
+        "success",
+        f"uid={uid}" if existed else "already deleted",
+        uid=uid if existed else "",
+    )
     messages.success(request, _("Service “%(name)s” deleted.") % {"name": name})
     return _redirect(request, list_url)

@@ -379,7 +379,8 @@ def test_install_upgrade_and_reinstall_keep_the_keys_and_never_take_a_serving_re
     spec = deployment.spec
     assert (spec.strategy.rolling_update.max_surge, spec.strategy.rolling_update.max_unavailable) == (1, 0)
     pod = spec.template.spec
-    (web,) = pod.containers
+    web, recorder = pod.containers
+    assert (web.name, recorder.name) == ("console", "recorder")
     assert web.lifecycle.pre_stop.sleep.seconds == 5 and pod.termination_grace_period_seconds == 30
     assert (web.startup_probe.http_get.path, web.liveness_probe.http_get.path, web.readiness_probe.http_get.path) == (
         "/healthz", "/healthz", "/readyz"

@@ -205,7 +205,8 @@ def test_every_container_is_locked_down_and_sized(rendered: list[dict]) -> None:
 def test_the_probes_ask_the_endpoints_and_migrations_run_first(rendered: list[dict]) -> None:
     (deployment,) = of_kind(rendered, "Deployment")
     spec = deployment["spec"]["template"]["spec"]
-    (web,) = spec["containers"]
+    web, recorder = spec["containers"]
+    assert (web["name"], recorder["name"]) == ("console", "recorder")
     assert web["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert web["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert web["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -223,6 +224,8 @@ def test_the_probes_ask_the_endpoints_and_migrations_run_first(rendered: list[di
     (register,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     commands = get_commands()
     assert migrate["command"][2] in commands and register["command"][2] in commands
+    assert recorder["command"] == ["python", "manage.py", "record_history"] and recorder["command"][2] in commands
+    assert recorder["envFrom"] == web["envFrom"]  # the same database and settings
     assert register["command"][3:] == ["--in-cluster", "--name", "$(CONSOLE_IN_CLUSTER_NAME)"]
     assert config["data"]["CONSOLE_IN_CLUSTER_NAME"]
 
@@ -585,7 +588,7 @@ def test_the_rendered_manifests_match_the_image(rendered: list[dict]) -> None:
     (command,) = [json.loads(a) for k, a in dockerfile_instructions() if k == "CMD"]
     port = int(dockerfile_env()["PORT"])
     (deployment,) = of_kind(rendered, "Deployment")
-    (web,) = deployment["spec"]["template"]["spec"]["containers"]
+    web = deployment["spec"]["template"]["spec"]["containers"][0]
     assert web["ports"] == [{"containerPort": port, "name": "http", "protocol": "TCP"}]
     assert "--worker-tmp-dir" in command and command[command.index("--worker-tmp-dir") + 1] == "/tmp"
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
