@@ -5,6 +5,7 @@ so. (Two recorder processes on one PostgreSQL, one killed mid-stream: tests/inte
 
 from __future__ import annotations
 
+import datetime
 import os
 import stat
 import subprocess
@@ -15,11 +16,12 @@ from typing import Any
 import pytest
 import yaml
 from django.test import Client
+from django.utils import timezone
 from kubernetes import client as k8s
 
 from clusters.models import AuditEntry, Cluster, Role
 from services.models import RecorderCheckpoint, ServiceVersion
-from services.recorder import ClusterRecorder
+from services.recorder import ClusterRecorder, prune
 from tests.browser_form import submit
 from tests.helpers import service_form
 from tools import localcluster
@@ -216,3 +218,28 @@ def test_after_a_gap_the_recorder_relists_and_marks_what_changed_meanwhile(
     assert versions_of(cluster, namespace, "changed")[-1].fields == ["metadata.labels.new"]
     assert changes("deleted")[-1] == ("deleted", True)
     assert changes("new") == [("found", True)]
+
+
+def test_retention_keeps_the_newest_versions_of_each_service_and_drops_old_ones(
+    cluster: Cluster, namespace: str, admin_api: k8s.ApiClient, settings
+) -> None:
+    settings.HISTORY_MAX_VERSIONS = 3
+    settings.HISTORY_MAX_AGE_DAYS = 30
+    core = k8s.CoreV1Api(admin_api)
+    recorder = ClusterRecorder(cluster)
+    recorder.relist(after_gap=False)
+    core.create_namespaced_service(namespace, {"metadata": {"name": "busy"}, "spec": {"ports": [{"port": 80}]}})
+    core.create_namespaced_service(namespace, {"metadata": {"name": "quiet"}, "spec": {"ports": [{"port": 80}]}})
+    for number in range(5):
+        core.patch_namespaced_service("busy", namespace, {"metadata": {"labels": {"n": str(number)}}})
+    recorder.record_until(latest_version(admin_api, namespace))
+
+    busy = versions_of(cluster, namespace, "busy")
+    assert [v.manifest["metadata"].get("labels") for v in busy] == [{"n": "2"}, {"n": "3"}, {"n": "4"}]
+    # Older than the retention age: removed by the hourly prune, whoever they belong to.
+    ServiceVersion.objects.filter(pk=versions_of(cluster, namespace, "quiet")[0].pk).update(
+        recorded_at=timezone.now() - datetime.timedelta(days=31)
+    )
+    assert prune() == 1
+    assert versions_of(cluster, namespace, "quiet") == []
+    assert len(versions_of(cluster, namespace, "busy")) == 3

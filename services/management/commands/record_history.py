@@ -10,6 +10,7 @@ import signal
 import threading
 
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from services.recorder import Recorder
 
@@ -21,6 +22,6 @@ class Command(BaseCommand):
         stop = threading.Event()
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, lambda *_: stop.set())
-        self.stdout.write("Recording the history of Services (waiting for the lock if another recorder holds it).")
+        self.stdout.write(_("Recording the history of Services (waiting while another recorder holds the lock)."))
         Recorder(stop).run()
-        self.stdout.write("History recorder stopped.")
+        self.stdout.write(_("History recorder stopped."))
