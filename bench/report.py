@@ -413,6 +413,28 @@ def print_report(figures: dict[str, Any], details: dict[str, Any], facts: dict[s
     print()
 
 
+# The section that ``bench/history.py`` (``make bench-history``) writes into benchmarks.md: a run of ``make bench``
+# keeps it as it is, since it measures something else, on its own schedule.
+HISTORY_BEGIN, HISTORY_END = "<!-- history -->", "<!-- /history -->"
+
+
+def history_block(text: str) -> str:
+    """The history section of a benchmarks.md (its markers included), or "" when it has none."""
+    begin = text.find(HISTORY_BEGIN)
+    end = text.find(HISTORY_END, begin)
+    if begin < 0 or end < 0:
+        return ""
+    return text[begin : end + len(HISTORY_END)]
+
+
+def with_history_block(text: str, block: str) -> str:
+    """``text`` with its history section replaced by ``block``, or ``block`` appended when it has none."""
+    current = history_block(text)
+    if current:
+        return text.replace(current, block, 1)
+    return (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
+
+
 def write_json(path: Path, figures: dict[str, Any]) -> None:
     def clean(value: Any) -> Any:
         if isinstance(value, float):
@@ -593,4 +615,7 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
     ]
     if details.get("notes"):
         parts += ["", "## Notes", ""] + [f"- {note}" for note in details["notes"]]
+    kept = history_block(path.read_text()) if path.exists() else ""
+    if kept:
+        parts += ["", kept]
     path.write_text("\n".join(parts) + "\n")

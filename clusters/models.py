@@ -252,6 +252,8 @@ class AuditEntry(models.Model):
 
     class Meta:
         ordering = ["-when", "-id"]
+        # The history's "who": a version's audit entry by the resourceVersion its write returned.
+        indexes = [models.Index(fields=["cluster", "resource_version"], name="audit_by_written_version")]
         verbose_name = _("audit entry")
         verbose_name_plural = _("audit log")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from clusters.models import Cluster
 
@@ -18,12 +19,12 @@ class ServiceVersion(models.Model):
     also tied to its audit entry by the resourceVersion its write returned (``AuditEntry.resource_version``)."""
 
     class Change(models.TextChoices):
-        CREATED = "created", _("created")
-        CHANGED = "changed", _("changed")
-        DELETED = "deleted", _("deleted")
+        CREATED = "created", pgettext_lazy("version", "created")
+        CHANGED = "changed", pgettext_lazy("version", "changed")
+        DELETED = "deleted", pgettext_lazy("version", "deleted")
         # Found by a relist: its earlier history is unknown (recording began, or the recorder was away longer
         # than the API server keeps events, and what happened in between is lost).
-        FOUND = "found", _("found")
+        FOUND = "found", pgettext_lazy("version", "found")
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="service_versions")
     namespace = models.CharField(_("namespace"), max_length=63)
