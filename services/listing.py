@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest
 from django.utils import timezone
@@ -18,6 +18,9 @@ from django.utils.translation import gettext as _
 from clusters.access import Access
 from services import api, health
 from services import manifest as m
+
+if TYPE_CHECKING:
+    from services.versions import LastChange
 
 PAGE_SIZE = 20
 
@@ -59,7 +62,7 @@ def _own_writes(request: HttpRequest, access: Access, namespace: str) -> tuple[i
 # html.escape (what Django's escape does) exactly once; the labels are translated and escaped once per page.
 # The data-label attributes name each cell where a phone shows the row as a card (the table head is hidden there).
 _ROW = (
-    '<tr>{lead}<td class="row-name"><a href="{url}">{name}</a></td>'
+    '<tr>{lead}<td class="row-name"><a href="{url}">{name}</a>{changed}</td>'
     '<td data-label="{l_type}"><span class="tag">{type}</span></td>'
     '<td data-label="{l_health}">{health}</td>'
     '<td class="mono" data-label="{l_access}">{access}</td><td class="mono" data-label="{l_ports}">{ports}</td>'
@@ -113,6 +116,8 @@ def row_labels(can_edit: bool) -> dict[str, str]:
         "health_none": _("n/a"),
         "health_none_title": _("Not applicable: an ExternalName Service, or no selector and no EndpointSlice"),
         "health_unknown": _("unknown"),
+        "changed_by": _("Last changed by %(who)s, %(when)s"),
+        "changed": _("Last changed %(when)s"),
     }
     if can_edit:
         labels |= {
@@ -137,6 +142,18 @@ def health_html(service: dict, slices: list[dict] | None, labels: dict[str, str]
     return f'<span class="health health-{found.state}" title="{title}">{found.ready}/{found.total}</span>'
 
 
+def changed_html(change: LastChange | None, url: str, labels: dict[str, str]) -> str:
+    """The row's "Last changed by …, … ago", linked to the Service's history."""
+    if change is None:
+        return ""
+    when = created_html(change.when.isoformat(), labels["ago"])
+    if change.who:
+        text = labels["changed_by"] % {"who": f'<span class="maker">{escape(change.who)}</span>', "when": when}
+    else:
+        text = labels["changed"] % {"when": when}
+    return f'<div class="row-changed"><a href="{url}history/">{text}</a></div>'
+
+
 def row(
     service: dict,
     node_ips: list[str],
@@ -144,9 +161,10 @@ def row(
     labels: dict[str, str],
     slices: list[dict] | None = None,
     lead: str = "",
+    changed: LastChange | None = None,
 ) -> dict[str, Any]:
     """One row of a Services list. ``lead``: cells drawn before the name, already escaped (All my Services puts
-    the cluster and the namespace there)."""
+    the cluster and the namespace there); ``changed``: the Service's last recorded change."""
     spec, metadata = service.get("spec", {}), service["metadata"]
     name, url = metadata["name"], f"{base_url}{metadata['name']}/"
     created = metadata.get("creationTimestamp", "")
@@ -188,6 +206,7 @@ def row(
             health=health_html(service, slices, labels),
             menu=menu,
             lead=lead,
+            changed=changed_html(changed, safe["url"], labels),
             **{key: value for key, value in labels.items() if key.startswith("l_")},
             url=safe["url"],
             name=safe["name"],

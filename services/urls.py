@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from services import copy_views, fleet, views
+from services import copy_views, fleet, history_views, views
 
 app_name = "services"
 
@@ -30,6 +30,8 @@ urlpatterns = [
     path(_base, views.service_list, name="list"),
     # "_live" cannot be a Service's name (DNS labels have no "_"), so these never hide a Service's page.
     path(f"{_base}_live/", views.service_list_live, name="list_live"),
+    # Services whose last recorded version is their deletion: where their history and undelete are found.
+    path(f"{_base}_deleted/", history_views.deleted_services, name="deleted"),
     *_form_urls("create", f"{_base}create/"),
     path(f"{_base}create-yaml/", views.service_yaml, name="create_yaml"),
     path(f"{_base}<slug:name>/", views.service_detail, name="detail"),
@@ -37,6 +39,8 @@ urlpatterns = [
     *_form_urls("edit", f"{_base}<slug:name>/edit/"),
     path(f"{_base}<slug:name>/edit-yaml/", views.service_yaml, name="edit_yaml"),
     path(f"{_base}<slug:name>/delete/", views.service_delete, name="delete"),
+    # Every recorded version: who changed what and when, compare two, restore one, undelete.
+    *history_views.urls(f"{_base}<slug:name>/history/"),
     # The same Service in other clusters and namespaces.
     *copy_views.urls(f"{_base}<slug:name>/copy/"),
 ]

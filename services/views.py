@@ -29,7 +29,7 @@ import kube
 from clusters import audit
 from clusters.access import Access, cluster_for_user, may_edit_somewhere, namespace_access
 from clusters.models import AuditEntry
-from services import api, health, listing, live_checks
+from services import api, health, listing, live_checks, versions
 from services import manifest as m
 from services.forms import (
     DNS1123_LABEL,
@@ -165,7 +165,7 @@ def _list(request: HttpRequest, access: Access, namespace: str) -> HttpResponse:
     query, type_filter = request.GET.get("q", "").strip(), request.GET.get("type", "")
     type_filter = type_filter if type_filter in m.SERVICE_TYPES else ""
     continue_token = request.GET.get("continue", "")
-    error, next_token, items = "", "", []
+    error, next_token, items, changes = "", "", [], {}
     page = max(m.parse_number(request.GET.get("page", ""), max_digits=6) or 1, 1)
     # Read before the rows: a change landing in between makes the next poll redraw, never miss it.
     version = api.live_version(access.actor, namespace) if not continue_token else ""
@@ -174,6 +174,7 @@ def _list(request: HttpRequest, access: Access, namespace: str) -> HttpResponse:
         items, has_next, next_token = listing.services_page(
             request, access, namespace, query, type_filter, page, continue_token
         )
+        changes = versions.last_changes(access, namespace, [s["metadata"].get("uid", "") for s in items])
         needs_nodes = any(s.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER) for s in items)
         node_ips = api.node_addresses(access.actor) if needs_nodes else []
         try:
@@ -197,7 +198,12 @@ def _list(request: HttpRequest, access: Access, namespace: str) -> HttpResponse:
         "list_url": base_url,
         "rows": [
             listing.row(
-                s, node_ips, base_url, labels, None if slices is None else slices.get(s["metadata"]["name"], [])
+                s,
+                node_ips,
+                base_url,
+                labels,
+                None if slices is None else slices.get(s["metadata"]["name"], []),
+                changed=changes.get(s["metadata"].get("uid")),
             )
             for s in items
         ],

@@ -5,6 +5,9 @@ The URL list is generated from the URLconf, so a URL added later without an entr
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -12,6 +15,8 @@ from kubernetes import client as k8s
 
 import kube
 from clusters.models import Cluster, Role
+from services import history
+from services.models import ServiceVersion
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
 
@@ -61,6 +66,18 @@ EXPECTED: dict[str, dict[str, list]] = {
     "services:copy_refresh": INTERACTION,
     "services:copy_add_target": INTERACTION,
     "services:copy_remove_target": INTERACTION,
+    # A Service's history (the matrix's "probe" has one recorded version) and the namespace's deleted Services.
+    "services:history": {"GET": VIEW},
+    "services:history_compare": {"GET": VIEW},
+    "services:deleted": {"GET": VIEW},
+    # Restore the version: reviewed (a dry run); a POST without the resourceVersion the person reviewed is a
+    # conflict, shown again with the current one, never written.
+    "services:restore": {"GET": WRITE, "POST": ["login", 404, 403, 403, 409, 403, 409, 409]},
+    # "probe" exists and its history ends in no deletion: nothing to undelete (404 with a message).
+    "services:undelete": {
+        "GET": ["login", 404, 403, 403, 404, 403, 404, 404],
+        "POST": ["login", 404, 403, 403, 404, 403, 404, 404],
+    },
     # All my Services: whoever is signed in (a user without grants sees an empty list).
     "services:fleet": {"GET": ["login", 200, 200, 200, 200, 200, 200, 200]},
     # For the platform: the probes answer everybody; the metrics answer loopback in development (no token set).
@@ -144,18 +161,24 @@ POST_DATA = {
 
 @pytest.mark.parametrize("user_kind", USERS)
 def test_access_matrix(
-    user_kind: str, users: dict, cluster_calls: list[int], admin_api: k8s.ApiClient, namespace: str
+    user_kind: str,
+    users: dict,
+    cluster_calls: list[int],
+    admin_api: k8s.ApiClient,
+    namespace: str,
+    cluster: Cluster,
 ) -> None:
-    k8s.CoreV1Api(admin_api).create_namespaced_service(
-        namespace, {"metadata": {"name": "probe"}, "spec": {"ports": [{"port": 80}]}}
+    probe = k8s.CoreV1Api(admin_api).create_namespaced_service(
+        namespace, {"metadata": {"name": "probe"}, "spec": {"ports": [{"port": 80}]}}, _preload_content=False
     )
+    version = recorded(cluster, json.loads(probe.data))
     web = Client()
     if users[user_kind] is not None:
         web.force_login(users[user_kind])
     failures = []
     for name, methods in EXPECTED.items():
-        kwargs = {"cluster": "local", "namespace": namespace, "name": "probe", "formset": "ports"}
-        needed = [k for k in kwargs if f"<slug:{k}>" in _route_of(name)]
+        kwargs = {"cluster": "local", "namespace": namespace, "name": "probe", "formset": "ports", "version": version}
+        needed = [k for k in kwargs if re.search(rf"<\w+:{k}>", _route_of(name))]
         url = reverse(name, kwargs={k: kwargs[k] for k in needed})
         for method, statuses in methods.items():
             expected = statuses[USERS.index(user_kind)]
@@ -170,6 +193,22 @@ def test_access_matrix(
             if response.status_code in (302, 403, 404, 405) and expected in ("login", 403, 404, 405) and cluster_calls:
                 failures.append(f"{method} {url}: denied, yet the cluster was called")
     assert not failures, "\n".join(failures)
+
+
+def recorded(cluster: Cluster, service: dict) -> int:
+    """The Service stored as its first version, as the history recorder would (the id of the version)."""
+    when, makers = history.change_makers(service)
+    return ServiceVersion.objects.create(
+        cluster=cluster,
+        namespace=service["metadata"]["namespace"],
+        name=service["metadata"]["name"],
+        uid=service["metadata"]["uid"],
+        resource_version=service["metadata"]["resourceVersion"],
+        change="created",
+        changed_at=when,
+        managers=makers,
+        manifest=history.stored_form(service),
+    ).pk
 
 
 def _route_of(url_name: str) -> str:

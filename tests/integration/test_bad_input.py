@@ -155,6 +155,12 @@ URL_CASES = [
     ("url-service-odd-name", "/clusters/local/namespaces/{ns}/services/Bad_Name/edit/", 302),
     ("url-bad-continue", "/clusters/local/namespaces/{ns}/services/?continue=garbage", 200),
     ("url-bad-page", "/clusters/local/namespaces/{ns}/services/?page=-1&q=x", 200),
+    ("url-history-unknown-service", "/clusters/local/namespaces/{ns}/services/no-such-svc/history/?before=²", 302),
+    ("url-compare-bad-id", "/clusters/local/namespaces/{ns}/services/no-such-svc/history/compare/?a=x&b=٣", 404),
+    ("url-compare-nothing", "/clusters/local/namespaces/{ns}/services/no-such-svc/history/compare/", 404),
+    ("url-restore-huge-id", "/clusters/local/namespaces/{ns}/services/x/history/99999999999999999999/restore/", 404),
+    ("url-undelete-nothing", "/clusters/local/namespaces/{ns}/services/no-such-svc/history/undelete/", 404),
+    ("url-deleted-bad-query", "/clusters/local/namespaces/{ns}/services/_deleted/?page=²", 200),
 ]
 
 

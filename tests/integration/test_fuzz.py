@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 import logging
 import os
 import re
@@ -54,6 +55,8 @@ import kube
 from clusters.forms import ClusterForm
 from clusters.management.commands.register_cluster import register_cluster
 from clusters.models import Cluster, Role
+from services import history
+from services.models import ServiceVersion
 from tests.helpers import create_deployment
 from tests.integration import fuzz_strategies as fs
 
@@ -372,9 +375,14 @@ def url_patterns() -> Iterator[tuple[str, list[str]]]:
             yield name, params
 
 
-def reverse_pages(cluster: str, namespace: str, service: str) -> tuple[dict[str, str], list[str]]:
-    """Every page URL for the test's cluster, namespace and Service; and the patterns that could not be filled."""
+def reverse_pages(
+    cluster: str, namespace: str, service: str, version: int | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """Every page URL for the test's cluster, namespace and Service (and a version of its history); and the patterns
+    that could not be filled."""
     values = {"cluster": cluster, "namespace": namespace, "name": service, "service": service, "ns": namespace}
+    if version is not None:
+        values["version"] = version
     pages, skipped = {}, []
     for name, params in url_patterns():
         unknown = [p for p in params if p not in values]
@@ -538,6 +546,7 @@ class World:
     admin: Console
     editor: Console
     report: Callable[[str], None]
+    version: int | None = None  # a version of the Service's history (its restore page)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
 
     def run(
@@ -645,7 +654,43 @@ def world(cluster, namespace, admin_api, make_user, report) -> World:
         Console(admin, admin_api, namespace, service, "Cluster Admin"),
         Console(editor, admin_api, namespace, service, "NS Edit"),
         report,
+        version=record_history(cluster, core, namespace, service),
     )
+
+
+def record_history(cluster: Cluster, core: k8s.CoreV1Api, namespace: str, name: str) -> int:
+    """Two versions of the Service as the history recorder stores them (the second relabelled, so its history page
+    has a comparison and a restore that changes something), and a deleted Service with a history; returns the id of
+    the first version (the restore page's)."""
+    service = json.loads(core.read_namespaced_service(name, namespace, _preload_content=False).data)
+    when, makers = history.change_makers(service)
+    metadata = service["metadata"]
+    common = {"cluster": cluster, "namespace": namespace, "changed_at": when, "managers": makers}
+    first = ServiceVersion.objects.create(
+        **common,
+        name=name,
+        uid=metadata["uid"],
+        resource_version="1",
+        change="created",
+        manifest=history.stored_form(service),
+    )
+    relabelled = history.stored_form(service)
+    relabelled["metadata"]["labels"] = {"team": "other"}
+    ServiceVersion.objects.create(
+        **common,
+        name=name,
+        uid=metadata["uid"],
+        resource_version=metadata["resourceVersion"],
+        change="changed",
+        fields=history.changed_fields(first.manifest, relabelled),
+        manifest=relabelled,
+    )
+    gone = {**relabelled, "metadata": {**relabelled["metadata"], "name": "fuzz-gone", "uid": "gone"}}
+    for change in ("created", "deleted"):
+        ServiceVersion.objects.create(
+            **common, name="fuzz-gone", uid="gone", resource_version=change, change=change, manifest=gone
+        )
+    return first.pk
 
 
 def _finish(world: World, *sites: Site) -> None:
@@ -670,7 +715,7 @@ def _finish(world: World, *sites: Site) -> None:
 
 
 def _discover(world: World, console: Console, budget: int, *, tell: bool = False) -> Site:
-    pages, _skipped = reverse_pages(world.cluster.name, world.namespace, world.service)
+    pages, _skipped = reverse_pages(world.cluster.name, world.namespace, world.service, world.version)
     site = Site(console, pages)
     site.crawl(budget)
     assert site.get_pages, "no GET page found in the URLconf"
