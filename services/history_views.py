@@ -25,13 +25,12 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 import kube
-from clusters import audit
 from clusters.access import Access, namespace_access
 from services import api, history, listing, live_checks, versions
 from services import manifest as m
 from services.forms import warning_notices
 from services.models import ServiceVersion
-from services.views import ClusterDown, ServiceGone, answers_failures, get_service_or_gone
+from services.views import ClusterDown, ServiceGone, answers_failures, audit_action, get_service_or_gone
 
 DELETED = ServiceVersion.Change.DELETED
 
@@ -67,22 +66,6 @@ def _not_found(request: HttpRequest, access: Access, namespace: str, message: st
 
 def _may_see_audit(request: HttpRequest) -> bool:
     return request.user.is_staff and request.user.has_perm("console.view_auditentry")
-
-
-def _audit(
-    request: HttpRequest, access: Access, namespace: str, action: str, name: str, result: str, detail: str, **tie: str
-) -> None:
-    audit.record(
-        request,
-        action=action,
-        result=result,
-        cluster=access.cluster.name,
-        namespace=namespace,
-        kind="Service",
-        name=name,
-        detail=detail,
-        **tie,
-    )
 
 
 def _reasons(error: api.ApiError) -> list[str]:
@@ -380,15 +363,15 @@ def restore_version(request: HttpRequest, cluster: str, namespace: str, name: st
     try:
         stored = api.replace_service(access.actor, namespace, name, body, warnings=warnings)
     except api.ApiError as error:
-        _audit(request, access, namespace, "restore", name, "failed", f"version={chosen.pk}: {error.message}")
+        audit_action(request, access, namespace, "restore", name, "failed", f"version={chosen.pk}: {error.message}")
         return _restore_refused(request, access, namespace, chosen, error, assign)
     except kube.ClusterUnavailable as error:
-        _audit(request, access, namespace, "restore", name, "failed", f"version={chosen.pk}: {error}")
+        audit_action(request, access, namespace, "restore", name, "failed", f"version={chosen.pk}: {error}")
         raise ClusterDown(access, namespace, str(error)) from error
     metadata = stored["metadata"]
     listing.remember_write(request, access, namespace, resource_version=metadata["resourceVersion"])
     detail = f"version={chosen.pk} resourceVersion={chosen.resource_version} uid={metadata['uid']}"
-    _audit(
+    audit_action(
         request,
         access,
         namespace,
@@ -396,8 +379,7 @@ def restore_version(request: HttpRequest, cluster: str, namespace: str, name: st
         name,
         "success",
         detail,
-        uid=metadata["uid"],
-        resource_version=metadata["resourceVersion"],
+        written=stored,
     )
     messages.success(
         request,
@@ -461,7 +443,7 @@ def undelete_service(request: HttpRequest, cluster: str, namespace: str, name: s
     try:
         stored = create(plan.body, warnings=warnings)
     except api.ApiError as error:
-        _audit(request, access, namespace, "undelete", name, "failed", f"version={source.pk}: {error.message}")
+        audit_action(request, access, namespace, "undelete", name, "failed", f"version={source.pk}: {error.message}")
         live, _error = _live(access, namespace, name)
         if live is not None:  # made by someone else meanwhile
             return _confirm(request, access, namespace, name, 409, taken=live, **options)
@@ -469,11 +451,11 @@ def undelete_service(request: HttpRequest, cluster: str, namespace: str, name: s
         plan.errors = plan.errors or _reasons(error)
         return _confirm(request, access, namespace, name, 403 if error.status == 403 else 422, plan=plan, **options)
     except kube.ClusterUnavailable as error:
-        _audit(request, access, namespace, "undelete", name, "failed", f"version={source.pk}: {error}")
+        audit_action(request, access, namespace, "undelete", name, "failed", f"version={source.pk}: {error}")
         raise ClusterDown(access, namespace, str(error)) from error
     metadata = stored["metadata"]
     listing.remember_write(request, access, namespace, resource_version=metadata["resourceVersion"])
-    _audit(
+    audit_action(
         request,
         access,
         namespace,
@@ -481,8 +463,7 @@ def undelete_service(request: HttpRequest, cluster: str, namespace: str, name: s
         name,
         "success",
         f"version={source.pk} uid={metadata['uid']}",
-        uid=metadata["uid"],
-        resource_version=metadata["resourceVersion"],
+        written=stored,
     )
     messages.success(request, _("Service “%(name)s” created again.") % {"name": name})
     for notice in warning_notices(warnings):

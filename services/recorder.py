@@ -200,34 +200,35 @@ class ClusterRecorder:
 
     def relist(self, *, after_gap: bool) -> str:
         """List every Service and store what differs from the newest stored versions (objects new, changed or gone);
-        return the list's resourceVersion, stored as the checkpoint."""
-        api, token, items = self._api(), None, {}
-        while True:
-            kwargs = {"_continue": token} if token else {}
-            response = api.list_service_for_all_namespaces(
-                limit=LIST_CHUNK,
-                _preload_content=False,
-                _request_timeout=(settings.KUBE_CONNECT_TIMEOUT, max(settings.KUBE_READ_TIMEOUT, 30)),
-                **kwargs,
-            )
-            page = json.loads(response.data)
-            for item in page["items"]:
-                items[item["metadata"]["uid"]] = item
-            token = page["metadata"].get("continue")
-            if not token:
-                break
-        listed_at = page["metadata"]["resourceVersion"]
+        return the list's resourceVersion, stored as the checkpoint. The list is read in chunks (one consistent
+        snapshot) and each chunk stored before the next is read, so memory holds one chunk, not the cluster."""
+        api, token, listed = self._api(), None, set()
         newest = self._newest_stored()
         self.known = dict(newest)
         with transaction.atomic():
-            for uid, item in items.items():
-                before = newest.get(uid)
-                if before is None or before.change == ServiceVersion.Change.DELETED:
-                    self._store(item, ServiceVersion.Change.FOUND, before, after_gap=after_gap)
-                elif before.resource_version != item["metadata"]["resourceVersion"]:
-                    self._store(item, ServiceVersion.Change.CHANGED, before, after_gap=after_gap)
+            while True:
+                kwargs = {"_continue": token} if token else {}
+                response = api.list_service_for_all_namespaces(
+                    limit=LIST_CHUNK,
+                    _preload_content=False,
+                    _request_timeout=(settings.KUBE_CONNECT_TIMEOUT, max(settings.KUBE_READ_TIMEOUT, 30)),
+                    **kwargs,
+                )
+                page = json.loads(response.data)
+                for item in page["items"]:
+                    uid = item["metadata"]["uid"]
+                    listed.add(uid)
+                    before = newest.get(uid)
+                    if before is None or before.change == ServiceVersion.Change.DELETED:
+                        self._store(item, ServiceVersion.Change.FOUND, before, after_gap=after_gap)
+                    elif before.resource_version != item["metadata"]["resourceVersion"]:
+                        self._store(item, ServiceVersion.Change.CHANGED, before, after_gap=after_gap)
+                token = page["metadata"].get("continue")
+                if not token:
+                    break
+            listed_at = page["metadata"]["resourceVersion"]
             for uid, before in newest.items():
-                if uid not in items and before.change != ServiceVersion.Change.DELETED:
+                if uid not in listed and before.change != ServiceVersion.Change.DELETED:
                     gone = {**before.manifest, "metadata": {**before.manifest.get("metadata", {}), "uid": uid}}
                     self._store(gone, ServiceVersion.Change.DELETED, before, after_gap=True, resource_version=listed_at)
             self._save_checkpoint(listed_at)

@@ -59,7 +59,7 @@ def _namespaces(access: Access) -> list[str]:
     return sorted(access.namespace_roles)
 
 
-def _record(
+def audit_action(
     request: HttpRequest,
     access: Access,
     namespace: str,
@@ -303,7 +303,7 @@ def _write(
         stored = _store(editor, body, warnings=warnings)
     except (api.ApiError, kube.ClusterUnavailable) as error:
         if not _repeated_create(request, editor, body, action, error):
-            _record(request, editor.access, editor.namespace, action, name, "failed", str(error))
+            audit_action(request, editor.access, editor.namespace, action, name, "failed", str(error))
         raise
     listing.remember_write(
         request, editor.access, editor.namespace, resource_version=stored["metadata"]["resourceVersion"]
@@ -312,7 +312,7 @@ def _write(
     detail = f"type={spec.get('type', '')} ports={len(spec.get('ports') or [])} uid={stored['metadata']['uid']}"
     if warnings:
         detail += f" warnings={json.dumps(warnings, ensure_ascii=False)}"  # as the API server sent them
-    _record(request, editor.access, editor.namespace, action, name, "success", detail, written=stored)
+    audit_action(request, editor.access, editor.namespace, action, name, "success", detail, written=stored)
     done = _("Service “%(name)s” updated.") if editor.live else _("Service “%(name)s” created.")
     messages.success(request, done % {"name": name})
     for notice in warning_notices(warnings):
@@ -795,7 +795,7 @@ def service_yaml(request: HttpRequest, cluster: str, namespace: str, name: str |
     except (ValueError, kube.KubeconfigError) as error:
         if not dry_run:
             action = "update (yaml)" if editor.live else "create (yaml)"
-            _record(request, editor.access, namespace, action, name or "", "failed", str(error))
+            audit_action(request, editor.access, namespace, action, name or "", "failed", str(error))
         return _render_yaml(request, editor, text, status=422, errors=[str(error)])
     if dry_run:
         return _yaml_dry_run(request, editor, document, text)
@@ -901,14 +901,14 @@ def service_delete(request: HttpRequest, cluster: str, namespace: str, name: str
         else:
             message = error.message
         messages.error(request, message)
-        _record(request, access, namespace, "delete", name, "failed", error.message)
+        audit_action(request, access, namespace, "delete", name, "failed", error.message)
         return _redirect(request, list_url)
     except kube.ClusterUnavailable as error:
         messages.error(request, str(error))
-        _record(request, access, namespace, "delete", name, "failed", str(error))
+        audit_action(request, access, namespace, "delete", name, "failed", str(error))
         return _redirect(request, list_url)
     listing.remember_write(request, access, namespace, deleted_uid=uid)
-    _record(
+    audit_action(
         request,
         access,
         namespace,
