@@ -185,7 +185,8 @@ def without_node_ports(body: dict) -> dict:
 
 def undelete_body(version: dict) -> dict:
     """A deleted Service made new from its last version: its name, labels, annotations and spec, without what the
-    cluster assigned to the old object (uid, resourceVersion, times, addresses, node ports) and without owners
+    cluster assigned to the old object (uid, resourceVersion, times, addresses, node ports; a headless Service stays
+    headless) and without owners
     (an owner that is gone would have the garbage collector delete it again)."""
     metadata = version.get("metadata") or {}
     body = {
@@ -198,8 +199,10 @@ def undelete_body(version: dict) -> dict:
         },
         "spec": copy.deepcopy(version.get("spec") or {}),
     }
+    headless = body["spec"].get("clusterIP") == "None"  # the owner's choice, not an address the cluster gave
     for key in ASSIGNED_SPEC:
-        body["spec"].pop(key, None)
+        if not (headless and key in ("clusterIP", "clusterIPs")):
+            body["spec"].pop(key, None)
     for port in body["spec"].get("ports") or []:
         port.pop("nodePort", None)
     return body

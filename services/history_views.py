@@ -439,6 +439,10 @@ def undelete_service(request: HttpRequest, cluster: str, namespace: str, name: s
 
     if request.method == "GET":
         return _confirm(request, access, namespace, name, plan=_dry_run(plan, None, create), **options)
+    if request.POST.get("deletion", "") != str(deletion.pk):
+        # The history moved on since the review (made again and deleted again, say): what would be created now is
+        # not what the person saw. Shown again, to be reviewed.
+        return _confirm(request, access, namespace, name, 409, plan=_dry_run(plan, None, create), stale=True, **options)
     warnings: list[str] = []
     try:
         stored = create(plan.body, warnings=warnings)

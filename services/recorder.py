@@ -175,6 +175,11 @@ class ClusterRecorder:
                     log.info("history of %s: the API server no longer has the events; relisting", self.cluster.name)
                     self.relist(after_gap=True)
                 except Exception as error:  # noqa: BLE001 - whatever failed, try again after a pause
+                    # What this thread remembers may hold a version whose transaction rolled back, and its
+                    # database connection may be dead (Django replaces a broken one only inside atomic()): both are
+                    # dropped, so the retry reads the stored versions again on a new connection.
+                    self.known = {}
+                    connection.close()
                     if self.stop.is_set():
                         break
                     log.warning(
@@ -316,6 +321,21 @@ class ClusterRecorder:
         self.events += 1
         metadata = obj.get("metadata") or {}
         resource_version = str(metadata.get("resourceVersion", ""))
+        uid = metadata.get("uid", "")
+        remembered = self.known.get(uid)
+        try:
+            self._apply_in_transaction(kind, metadata, obj, resource_version)
+        except BaseException:
+            # Rolled back: the memo must not claim a version the database does not hold (the replayed event
+            # would then be taken for one already stored).
+            if remembered is None:
+                self.known.pop(uid, None)
+            else:
+                self.known[uid] = remembered
+            raise
+        return int(resource_version or 0)
+
+    def _apply_in_transaction(self, kind: str, metadata: dict, obj: dict, resource_version: str) -> None:
         with transaction.atomic():
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 uid = metadata["uid"]
@@ -329,7 +349,6 @@ class ClusterRecorder:
                     self._store(obj, ServiceVersion.Change.CHANGED, before)
             if resource_version:
                 self._save_checkpoint(resource_version)
-        return int(resource_version or 0)
 
     def _newest_of(self, uid: str) -> _Known | None:
         row = (

@@ -88,12 +88,13 @@ def with_makers(access: Access, namespace: str, versions: list[ServiceVersion]) 
             if entry.action == "delete" and entry.uid in deleted:
                 by_deletion.setdefault(entry.uid, entry)
             elif entry.resource_version in written:
-                by_version.setdefault(entry.resource_version, entry)
+                by_version.setdefault((entry.uid, entry.resource_version), entry)
     for version in versions:
         if version.change == ServiceVersion.Change.DELETED:
             entry = by_deletion.get(version.uid)
         else:
-            entry = by_version.get(version.resource_version)
+            # The object's uid too: a cluster registered again under the same name counts resourceVersions anew.
+            entry = by_version.get((version.uid, version.resource_version))
         version.maker = maker_of(version, entry)
     return versions
 
@@ -178,6 +179,7 @@ def last_changes(access: Access, namespace: str, uids: list[str]) -> dict[str, L
         cluster=access.cluster.name,
         namespace=namespace,
         object_name=OuterRef("name"),
+        uid=OuterRef("uid"),
         resource_version=OuterRef("resource_version"),
         result=AuditEntry.Result.SUCCESS,
     ).values("username")[:1]

@@ -623,6 +623,35 @@ def test_undelete_makes_the_service_again_without_what_the_cluster_assigned(
     assert nothing.status_code == 404 and "nothing to undelete" in text(nothing)
 
 
+def test_an_undelete_reviewed_before_the_history_moved_on_is_shown_again_not_written(
+    cluster: Cluster, people, namespace: str, admin_api: k8s.ApiClient
+) -> None:
+    """Reviewed: the Service as it was before its deletion. Meanwhile someone made it again as a NodePort Service
+    and deleted it again. The reviewed form must not create the newer one unseen: 409 and the review again."""
+    core = k8s.CoreV1Api(admin_api)
+    body = {"metadata": {"name": "twice"}, "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}
+    core.create_namespaced_service(namespace, body)
+    record_deletion(cluster, admin_api, record(cluster, admin_api, namespace, "twice"))
+    core.delete_namespaced_service("twice", namespace)
+    web = signed_in(people.editor)
+    undelete = reverse("services:undelete", args=[cluster.name, namespace, "twice"])
+    review = web.get(undelete)
+    assert review.status_code == 200
+
+    core.create_namespaced_service(namespace, {**body, "spec": {**body["spec"], "type": "NodePort"}})
+    record_deletion(cluster, admin_api, record(cluster, admin_api, namespace, "twice"))
+    core.delete_namespaced_service("twice", namespace)
+
+    stale = post_form(web, review, undelete)
+    assert stale.status_code == 409
+    assert "it was created and deleted again" in text(stale)
+    assert "NodePort" in text(stale)  # what would be created now, for review
+    assert "twice" not in [s.metadata.name for s in core.list_namespaced_service(namespace).items]
+    done = post_form(web, stale, undelete)  # reviewed now
+    assert done.status_code == 302, text(done)[-1500:]
+    assert read(admin_api, namespace, "twice")["spec"]["type"] == "NodePort"
+
+
 # --- who may do what ----------------------------------------------------------------------------------------------
 
 

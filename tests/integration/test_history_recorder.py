@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from django.db import DatabaseError
 from django.test import Client
 from django.utils import timezone
 from kubernetes import client as k8s
@@ -243,3 +244,35 @@ def test_retention_keeps_the_newest_versions_of_each_service_and_drops_old_ones(
     assert prune() == 1
     assert versions_of(cluster, namespace, "quiet") == []
     assert len(versions_of(cluster, namespace, "busy")) == 3
+
+
+def test_a_version_whose_transaction_failed_is_stored_when_the_event_comes_again(
+    cluster: Cluster, namespace: str, admin_api: k8s.ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error after the insert (the checkpoint's update, here) rolls the version back; the watch resumes
+    from the old checkpoint and the API server sends the event again: it must be stored then, not taken for one
+    the recorder remembers storing."""
+    core = k8s.CoreV1Api(admin_api)
+    recorder = ClusterRecorder(cluster)
+    recorder.relist(after_gap=False)
+    core.create_namespaced_service(namespace, {"metadata": {"name": "flaky"}, "spec": {"ports": [{"port": 80}]}})
+    recorder.record_until(latest_version(admin_api, namespace))
+    changed = core.patch_namespaced_service("flaky", namespace, {"metadata": {"labels": {"v": "2"}}})
+
+    save = ClusterRecorder._save_checkpoint
+    failures = []
+
+    def fail_once(self, resource_version: str) -> None:
+        if not failures:
+            failures.append(resource_version)
+            raise DatabaseError("the database went away")
+        save(self, resource_version)
+
+    monkeypatch.setattr(ClusterRecorder, "_save_checkpoint", fail_once)
+    with pytest.raises(DatabaseError):
+        recorder.record_until(changed.metadata.resource_version)
+    recorder.record_until(changed.metadata.resource_version)  # resumed from the checkpoint: the event again
+
+    versions = versions_of(cluster, namespace, "flaky")
+    assert [(v.change, v.resource_version) for v in versions][-1] == ("changed", changed.metadata.resource_version)
+    assert failures
