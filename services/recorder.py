@@ -454,7 +454,8 @@ class Recorder:
             if cluster is None or cluster.credentials_version != version or not thread.is_alive():
                 recorder.halt()
                 thread.join(timeout=WATCH_GRACE)
-                del self.running[pk]
+                if not thread.is_alive():  # else (a relist in progress) the next round looks again: never two
+                    del self.running[pk]
         for pk, cluster in wanted.items():
             if pk not in self.running:
                 recorder = ClusterRecorder(cluster)
