@@ -234,6 +234,14 @@ def test_a_cold_first_page_asks_for_its_rows_only_and_later_pages_are_whole(
             namespace, {"metadata": {"name": f"s-{index:03d}"}, "spec": {"ports": [{"port": 80}]}}
         )
     client.force_login(make_user("admin", role=Role.CLUSTER_ADMIN, cluster=cluster))
+
+    # Pages are cut by position across every namespace: the Services of an earlier test's namespace still being
+    # emptied by the namespace controller would move the cut between the two requests. Start once none is left.
+    def settled() -> bool:
+        going = {n.metadata.name for n in core.list_namespace().items if n.status.phase == "Terminating"}
+        return not [s for s in core.list_service_for_all_namespaces().items if s.metadata.namespace in going]
+
+    eventually(settled, 60, interval=0.2)
     informers.clear()
     first = client.get(FLEET, {"cluster": "local"}).content.decode()
     rows = names_in(first)
