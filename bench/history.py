@@ -31,7 +31,6 @@ import json
 import math
 import os
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -88,15 +87,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[max(1, min(len(ordered), math.ceil(q / 100 * len(ordered)))) - 1]
-
-
-def peak_rss_kib(pid: int) -> int:
-    """VmHWM of a process (the most resident memory it ever had), in KiB."""
-    with open(f"/proc/{pid}/status") as handle:
-        found = re.search(r"^VmHWM:\s+(\d+)\s+kB", handle.read(), re.M)
-    if found is None:
-        raise RuntimeError(f"no VmHWM for process {pid}")
-    return int(found.group(1))
 
 
 def durable(database: Any) -> None:
@@ -342,7 +332,9 @@ class HistoryBench:
             time.sleep(0.05)
         synced = time.monotonic()
         cpu = self.recorder.cpu()
-        self.figures["initial_sync_hwm_kib"] = peak_rss_kib(self.recorder.pid)
+        from bench import httpload
+
+        self.figures["initial_sync_hwm_kib"] = httpload.status_kib(self.recorder.pid, "VmHWM")
         found, first, last = self.db.connection.execute(
             "SELECT count(*), min(recorded_at), max(recorded_at) FROM services_serviceversion WHERE change = 'found'"
         ).fetchone()
@@ -468,7 +460,7 @@ class HistoryBench:
         self.figures["bytes_per_version"] = size_after["total"] / size_after["rows"]
         self.figures["versions"] = size_after["rows"]
         self.figures["table_bytes"] = size_after["total"]
-        self.figures["recorder_hwm_kib"] = peak_rss_kib(self.recorder.pid)
+        self.figures["recorder_hwm_kib"] = httpload.status_kib(self.recorder.pid, "VmHWM")
         self.figures["recorder_rss_kib"] = httpload.rss_kib(self.recorder.pid)
         log(
             f"changes: lag p50 {self.figures['lag_p50_ms']:.0f} ms, p99 {self.figures['lag_p99_ms']:.0f} ms, "

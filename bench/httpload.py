@@ -184,13 +184,18 @@ def children_of(pid: int) -> list[int]:
     return sorted(found)
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of a process, in KiB."""
+def status_kib(pid: int, field: str) -> int:
+    """A memory figure of a process's /proc status (VmRSS, VmHWM, ...), in KiB."""
     with open(f"/proc/{pid}/status") as handle:
-        match = re.search(r"^VmRSS:\s+(\d+)\s+kB", handle.read(), re.M)
+        match = re.search(rf"^{field}:\s+(\d+)\s+kB", handle.read(), re.M)
     if match is None:
-        raise RuntimeError(f"no VmRSS for process {pid}")
+        raise RuntimeError(f"no {field} for process {pid}")
     return int(match.group(1))
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process (resident now), in KiB."""
+    return status_kib(pid, "VmRSS")
 
 
 def cpu_seconds(pid: int) -> float:
