@@ -1,12 +1,15 @@
 """Who may do what: the one permission API every view uses.
 
-A user's grants on a cluster are read with one query per request (``cluster_for_user``); every decision after that is
-made in memory. Views call ``cluster_for_user`` / ``namespace_access`` before anything touches the cluster, so a
+A user's grants on a cluster are read with one query (``cluster_for_user``), and kept by the process for the next
+pages while nobody's access changes (the access epoch); every decision after that is made in memory. A write reads
+them afresh. Views call ``cluster_for_user`` / ``namespace_access`` before anything touches the cluster, so a
 denied request never reaches the API server.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -17,7 +20,7 @@ from django.http import Http404, HttpRequest
 from django.utils.translation import gettext as _
 
 import kube
-from clusters import audit, rbac
+from clusters import audit, epoch, rbac
 from clusters.models import Cluster, Grant, Role
 from kube.identity import clear_authorisations
 
@@ -112,25 +115,56 @@ def visible_clusters(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Cluster
     return Cluster.objects.filter(pk__in=_grants(user).values("cluster")).distinct()
 
 
-def cluster_for_user(request: HttpRequest, cluster_name: str) -> Access:
+# What the grants say of a user's access to a cluster, kept per process while the access epoch stays
+# (``clusters.epoch``: it moves on any change of a grant, user, group, membership or cluster, and is read again at
+# most a second later in every process). A page that only reads then checks the role without a query; a write
+# always reads the grants afresh (``fresh``).
+_KEPT = 4096
+_kept: OrderedDict[tuple, tuple[int, Access | None]] = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def _read_access(user: AbstractBaseUser, cluster_name: str) -> Access | None:
+    """One query: a superuser's reads the cluster; anybody else's reads their grants on it with the cluster joined
+    (no grant: None)."""
+    if user.is_superuser:
+        cluster = Cluster.objects.filter(name=cluster_name).first()
+        return Access(cluster, superuser=True) if cluster is not None else None
+    grants = list(_grants(user).filter(cluster__name=cluster_name).select_related("cluster"))
+    if not grants:
+        return None
+    access = _access_from(grants[0].cluster, ((grant.namespace, grant.role) for grant in grants))
+    return replace(access, waiting=tuple(grant for grant in grants if grant.waiting_for_namespace))
+
+
+def forget_accesses() -> None:
+    with _kept_lock:
+        _kept.clear()
+
+
+def cluster_for_user(request: HttpRequest, cluster_name: str, *, fresh: bool = False) -> Access:
     """The user's access to a cluster they hold some grant on; 404 otherwise, so names do not leak.
 
-    One query: a superuser's reads the cluster; anybody else's reads their grants on it with the cluster joined
-    (no grant, no page)."""
+    Read from the grants (one query), or, unless ``fresh``, as read under the current access epoch by an earlier
+    request in this process."""
     user = request.user
     if not user.is_authenticated or not user.is_active:
         raise Http404
-    if user.is_superuser:
-        cluster = Cluster.objects.filter(name=cluster_name).first()
-        if cluster is None:
-            raise Http404
-        access = Access(cluster, superuser=True)
-    else:
-        grants = list(_grants(user).filter(cluster__name=cluster_name).select_related("cluster"))
-        if not grants:
-            raise Http404
-        access = _access_from(grants[0].cluster, ((grant.namespace, grant.role) for grant in grants))
-        access = replace(access, waiting=tuple(grant for grant in grants if grant.waiting_for_namespace))
+    key = (user.pk, user.is_superuser, cluster_name)
+    current = epoch.current()  # before the query: a change while it runs moves the epoch past what is kept
+    with _kept_lock:
+        kept = _kept.get(key)
+        if kept is not None:
+            _kept.move_to_end(key)
+    if fresh or kept is None or kept[0] != current:
+        kept = (current, _read_access(user, cluster_name))
+        with _kept_lock:
+            _kept[key] = kept
+            if len(_kept) > _KEPT:
+                _kept.popitem(last=False)
+    access = kept[1]
+    if access is None:
+        raise Http404
     return replace(access, identity=rbac.identity_for(user, audit.request_id(request), access.cluster))
 
 
@@ -158,7 +192,7 @@ class NamespaceNotCreated(Exception):
 def namespace_access(request: HttpRequest, cluster_name: str, namespace: str, *, write: bool = False) -> Access:
     """Access for a view in one namespace; raises Http404 / PermissionDenied, and audits every refused write."""
     try:
-        access = cluster_for_user(request, cluster_name)
+        access = cluster_for_user(request, cluster_name, fresh=write)
         if not access.can_view(namespace) or (write and not access.can_edit(namespace)):
             raise PermissionDenied
         access = settle_waiting(access, namespace)

@@ -16,10 +16,11 @@ class ClustersConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth import get_user_model
         from django.contrib.auth.models import Group
-        from django.db.models.signals import post_save, pre_delete, pre_save
+        from django.contrib.auth.signals import user_logged_out
+        from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 
-        from clusters import rbac
-        from clusters.models import Grant
+        from clusters import epoch, rbac
+        from clusters.models import Cluster, Grant
 
         # A grant is reflected in its cluster's RBAC as soon as it is saved or deleted (admin, ``grant``, or code).
         pre_save.connect(rbac.grant_changing, sender=Grant, dispatch_uid="rbac-grant-changing")
@@ -27,6 +28,17 @@ class ClustersConfig(AppConfig):
         pre_delete.connect(rbac.grant_deleted, sender=Grant, dispatch_uid="rbac-grant-deleted")
         post_save.connect(rbac.holder_renamed, sender=get_user_model(), dispatch_uid="rbac-user-saved")
         post_save.connect(rbac.holder_renamed, sender=Group, dispatch_uid="rbac-group-saved")
+
+        # Whatever may change someone's access moves the access epoch (``clusters.epoch``): what vouches for a
+        # user's access without a query (a live page's poll token) is then worth nothing.
+        user = get_user_model()
+        for model in (Grant, Cluster, Group):
+            post_save.connect(epoch.move, sender=model, dispatch_uid=f"epoch-{model.__name__}-saved")
+        for model in (Grant, Cluster, Group, user):
+            post_delete.connect(epoch.move, sender=model, dispatch_uid=f"epoch-{model.__name__}-deleted")
+        post_save.connect(epoch.user_saved, sender=user, dispatch_uid="epoch-user-saved")
+        m2m_changed.connect(epoch.move, sender=user.groups.through, dispatch_uid="epoch-memberships")
+        user_logged_out.connect(epoch.move, dispatch_uid="epoch-signed-out")
 
 
 class LoginThrottlingConfig(AxesAppConfig):

@@ -297,3 +297,15 @@ class ProviderSession(models.Model):
 
     def set_tokens(self, tokens: dict) -> None:
         self.encrypted_tokens = crypto.encrypt(json.dumps(tokens).encode())
+
+
+class AccessEpoch(models.Model):
+    """One value that changes whenever anybody's access may have changed: a grant, a user, a group or a membership,
+    a cluster, a sign-out (``clusters.epoch``). What the console hands out to vouch for a user's access without
+    asking the database again (a live page's poll token) carries the value it was made under, and is worth nothing
+    once the value has changed."""
+
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        default_permissions = ()

@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 from kubernetes import client
 
 import kube
+from clusters import epoch
 from clusters.models import Cluster, Grant, Role
 
 log = logging.getLogger(__name__)
@@ -383,8 +384,16 @@ def sync_cluster(cluster: Cluster, request_id: str = "") -> SyncResult:
         return result
     _reconcile(bindings, desired, existing, result)
     waiting = Grant.objects.filter(cluster=cluster).exclude(namespace="")
-    waiting.filter(namespace__in=result.missing_namespaces).update(waiting_for_namespace=True)
-    waiting.exclude(namespace__in=result.missing_namespaces).update(waiting_for_namespace=False)
+    changed = waiting.filter(namespace__in=result.missing_namespaces, waiting_for_namespace=False).update(
+        waiting_for_namespace=True
+    )
+    changed += (
+        waiting.exclude(namespace__in=result.missing_namespaces)
+        .filter(waiting_for_namespace=True)
+        .update(waiting_for_namespace=False)
+    )
+    if changed:
+        epoch.move()
     return result
 
 
@@ -409,6 +418,7 @@ def _note_waiting(grant: Grant, result: SyncResult) -> None:
     waiting = grant.namespace in result.missing_namespaces
     if waiting != grant.waiting_for_namespace:
         Grant.objects.filter(pk=grant.pk).update(waiting_for_namespace=waiting)
+        epoch.move()  # what access pages kept says otherwise now
     grant.waiting_for_namespace = waiting
 
 

@@ -18,7 +18,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import kube
-from clusters import rbac
+from clusters import epoch, rbac
+from clusters.access import forget_accesses
 from clusters.models import Cluster, Grant, Role
 from kube.identity import clear_authorisations
 from kube.informer import informers
@@ -83,6 +84,8 @@ def _isolated_clients() -> Iterator[None]:
     kube.clients.clear()
     informers.clear()
     clear_authorisations()
+    epoch.forget()
+    forget_accesses()
     yield
     informers.clear()
     kube.clients.clear()
