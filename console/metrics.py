@@ -43,6 +43,8 @@ def view_label(request: HttpRequest) -> str:
     """The URL's name (``services:list``), from the URLconf and so bounded; ``unresolved`` for a path that matched
     no URL (a 404, or a static file WhiteNoise served before URL resolution)."""
     match = getattr(request, "resolver_match", None)
+    if match is None and getattr(request, "live_poll", False):
+        return "services:live_unchanged"  # answered before URL resolution (services.live)
     return (match.view_name if match is not None else "") or "unresolved"
 
 

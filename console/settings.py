@@ -117,6 +117,8 @@ MIDDLEWARE = [
     "console.probes.ProbeMiddleware",
     # Then the request's id, its log context, access line and latency metric, around everything else.
     "console.middleware.RequestContextMiddleware",
+    # An open page's poll while nothing changed: 204 from memory, before the session is read (services.live).
+    "services.live.UnchangedPollMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

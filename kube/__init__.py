@@ -41,6 +41,7 @@ from kube.identity import (
     cache_identity,
     prefix,
     rbac_identity,
+    remembered,
     system_user,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "cache_identity",
     "prefix",
     "rbac_identity",
+    "remembered",
     "system_user",
     "refusal_message",
     "MAX_READ_RETRIES",

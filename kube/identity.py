@@ -115,6 +115,26 @@ def clear_authorisations() -> None:
         _answers.by_key.clear()
 
 
+def _key(actor: Actor, verb: str, resource: str, namespace: str, group: str) -> tuple:
+    cluster, identity = actor.cluster, actor.identity
+    assert identity is not None
+    return (cluster.pk, cluster.credentials_version, identity.user, identity.groups, verb, group, resource, namespace)
+
+
+def remembered(actor: Actor, verb: str, resource: str, namespace: str = "", group: str = "") -> bool | None:
+    """``allowed``'s answer when it needs no call (remembered for under ``AUTHORISATION_TTL`` seconds, or a
+    cluster that is not asked), else None."""
+    cluster = actor.cluster
+    if actor.identity is None or not getattr(cluster, "impersonates", False):
+        return True
+    with _answers.lock:
+        cached = _answers.by_key.get(_key(actor, verb, resource, namespace, group))
+    if cached is None or time.monotonic() - cached[0] >= AUTHORISATION_TTL:
+        return None
+    ACCESS_REVIEWS.labels(cluster_name(cluster), "hit").inc()
+    return cached[1]
+
+
 def allowed(actor: Actor, verb: str, resource: str, namespace: str = "", group: str = "") -> bool:
     """Whether the cluster lets the actor's identity ``verb`` ``resource`` (in ``namespace``), asked with a
     SelfSubjectAccessReview made as that identity and remembered for ``AUTHORISATION_TTL`` seconds.
@@ -129,14 +149,12 @@ def allowed(actor: Actor, verb: str, resource: str, namespace: str = "", group: 
     if actor.identity is None or not getattr(cluster, "impersonates", False):
         return True
     identity = actor.identity
-    key = (cluster.pk, cluster.credentials_version, identity.user, identity.groups, verb, group, resource, namespace)
-    now = time.monotonic()
-    with _answers.lock:
-        cached = _answers.by_key.get(key)
-        if cached is not None and now - cached[0] < AUTHORISATION_TTL:
-            ACCESS_REVIEWS.labels(cluster_name(cluster), "hit").inc()
-            return cached[1]
+    known = remembered(actor, verb, resource, namespace, group)
+    if known is not None:
+        return known
     ACCESS_REVIEWS.labels(cluster_name(cluster), "miss").inc()
+    key = _key(actor, verb, resource, namespace, group)
+    now = time.monotonic()
     attributes = {"verb": verb, "resource": resource, "group": group}
     if namespace:
         attributes["namespace"] = namespace

@@ -3,6 +3,7 @@ refusals as ``ApiError``, an unavailable cluster as ``ClusterUnavailable``, read
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import time
@@ -20,6 +21,7 @@ import kube
 from kube import Kind, cluster_scoped
 from kube.informer import informers
 from services import health
+from services import manifest as m
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
@@ -379,38 +381,66 @@ def list_events(actor: kube.Actor, namespace: str, service: str) -> list[dict]:
 _related_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="related-reads")
 
 
-def related_objects(
-    actor: kube.Actor, namespace: str, name: str, selector: dict[str, str], with_nodes: bool
-) -> tuple[dict[str, Any], str]:
+def cached_service(actor: kube.Actor, namespace: str, name: str) -> dict | None:
+    """The namespace's informer's slim copy of one Service, if it has one (no informer is started): a hint of its
+    selector and type, so that a Service's page can ask for its pods while it reads the Service itself. Never
+    shown: the page shows what the live read says."""
+    informer = informers.peek(actor.cluster, SERVICES, namespace)
+    return informer.item(namespace, name) if informer is not None else None
+
+
+def related_reads(service: dict) -> tuple[dict[str, str], bool]:
+    """What a Service's related reads depend on: its selector, and whether it has node ports to show addresses
+    for."""
+    spec = service.get("spec") or {}
+    return spec.get("selector") or {}, spec.get("type") in ("NodePort", "LoadBalancer")
+
+
+def _service_slices(actor: kube.Actor, namespace: str, name: str) -> list[dict]:
+    """A Service's EndpointSlices (slimmed): from the namespace's informer when it holds them (a list page
+    started it), else asked live."""
+    if kube.allowed(actor, "list", "endpointslices", namespace, group="discovery.k8s.io"):
+        grouped = _grouped_slices(actor, ENDPOINT_SLICES, namespace, health.slices_by_service, start=False)
+        if grouped is not None:
+            return grouped.get(name, [])
+    return [health.slim_endpoint_slice(item) for item in list_endpoint_slices(actor, namespace, name)]
+
+
+class RelatedReads:
     """The pods a Service selects (and their count), its EndpointSlices, its events and (for NodePort and
-    LoadBalancer) the node addresses, read concurrently. Returns what could be read and the first failure's
-    message ('' when none failed)."""
-    language = translation.get_language()
+    LoadBalancer) the node addresses, asked at once when made; ``result`` waits for them."""
 
-    def read(function, *args):
-        with translation.override(language):  # error messages in the user's language
-            return function(*args)
+    def __init__(self, actor: kube.Actor, namespace: str, name: str, selector: dict[str, str], with_nodes: bool):
+        self.depends_on = (selector, with_nodes)
+        language = translation.get_language()
 
-    futures = {
-        "pods": _related_pool.submit(read, list_pods, actor, namespace, selector),
-        "slices": _related_pool.submit(read, list_endpoint_slices, actor, namespace, name),
-        "events": _related_pool.submit(read, list_events, actor, namespace, name),
-    }
-    if with_nodes:
-        futures["node_ips"] = _related_pool.submit(read, node_addresses, actor)
-    related: dict[str, Any] = {"pods": [], "pod_count": 0, "slices": [], "events": [], "node_ips": []}
-    failure = ""
-    for key, future in futures.items():
-        try:
-            result = future.result()
-        except (ApiError, kube.ClusterUnavailable) as error:
-            failure = failure or str(error)
-            continue
-        if key == "pods":
-            related["pods"], related["pod_count"] = result
-        else:
-            related[key] = result
-    return related, failure
+        def read(function, *args):
+            with translation.override(language):  # error messages in the user's language
+                return function(*args)
+
+        self._futures = {
+            "pods": _related_pool.submit(read, list_pods, actor, namespace, selector),
+            "slices": _related_pool.submit(read, _service_slices, actor, namespace, name),
+            "events": _related_pool.submit(read, list_events, actor, namespace, name),
+        }
+        if with_nodes:
+            self._futures["node_ips"] = _related_pool.submit(read, node_addresses, actor)
+
+    def result(self) -> tuple[dict[str, Any], str]:
+        """What could be read and the first failure's message ('' when none failed)."""
+        related: dict[str, Any] = {"pods": [], "pod_count": 0, "slices": [], "events": [], "node_ips": []}
+        failure = ""
+        for key, future in self._futures.items():
+            try:
+                result = future.result()
+            except (ApiError, kube.ClusterUnavailable) as error:
+                failure = failure or str(error)
+                continue
+            if key == "pods":
+                related["pods"], related["pod_count"] = result
+            else:
+                related[key] = result
+        return related, failure
 
 
 # --- health: EndpointSlices, MetalLB pools, and what a live page compares ------------------------------------
@@ -428,12 +458,14 @@ _grouped: dict[tuple, tuple[str, dict]] = {}
 _GROUPED_KEPT = 256
 
 
-def _grouped_slices(actor: kube.Actor, kind: Kind, namespace: str, group: Callable[[list[dict]], dict]) -> dict | None:
+def _grouped_slices(
+    actor: kube.Actor, kind: Kind, namespace: str, group: Callable[[list[dict]], dict], *, start: bool = True
+) -> dict | None:
     """An EndpointSlices informer's copy grouped by ``group``, regrouped only when the informer's version moves
     (a page needs the groups of its rows; regrouping thousands of slices per view would make its cost grow with
-    them); None when the informer cannot vouch for its copy."""
+    them); None when the informer cannot vouch for its copy (or, unless ``start``, there is none yet)."""
     cluster = actor.cluster
-    informer = informers.get(cluster, kind, namespace)
+    informer = (informers.get if start else informers.peek)(cluster, kind, namespace)
     version = informer.version if informer is not None else None
     snapshot = informer.snapshot() if version is not None else None
     if snapshot is None:
@@ -527,15 +559,62 @@ def load_balancer_context(actor: kube.Actor, namespace: str, pools: list[dict] |
     )
 
 
-def live_version(actor: kube.Actor, namespace: str) -> str:
-    """What an open list or detail page compares, every second, to know whether to redraw: the versions of the
-    namespace's Services and EndpointSlices informers ('' when either cannot vouch, and the page redraws). No API
-    call: the informers are the ones the page itself started, and the caller has checked the user's role."""
-    versions = []
-    for kind in (SERVICES, ENDPOINT_SLICES):
-        informer = informers.get(actor.cluster, kind, namespace)
-        version = informer.version if informer is not None else None
-        if version is None:
+PAGE_SIZE = 20  # rows of a namespace's list page
+
+
+def filtered_page(services: list[dict], query: str, type_filter: str, page: int) -> tuple[list[dict], bool]:
+    """One page of a namespace's Services sorted by name (names containing ``query``, of type ``type_filter``
+    when given): the page's Services and whether more follow."""
+    if query or type_filter:
+        services = [
+            s
+            for s in services
+            if query.lower() in s["metadata"]["name"]
+            and (not type_filter or s.get("spec", {}).get("type") == type_filter)
+        ]
+    return services[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], len(services) > page * PAGE_SIZE
+
+
+def list_shown(query: Any) -> tuple[str, str, int]:
+    """What a list page shows, from its query string: the name filter, the type filter and the page number."""
+    type_filter = query.get("type", "")
+    return (
+        query.get("q", "").strip(),
+        type_filter if type_filter in m.SERVICE_TYPES else "",
+        max(m.parse_number(query.get("page", ""), max_digits=6) or 1, 1),
+    )
+
+
+def live_version(actor: kube.Actor, namespace: str, shown: tuple, *, start: bool = True) -> str:
+    """What an open page compares, every second, to know whether to redraw: a digest of what it shows, from the
+    namespace's Services and EndpointSlices informers ('' when they cannot vouch, and the page redraws). A list
+    page (``shown``: ``list_shown``) shows the Services of its page with their EndpointSlices and whether more
+    follow; a Service's page (``shown``: its name) that Service with its EndpointSlices. So a change elsewhere in
+    the namespace redraws no page that does not show it, and the version depends on the objects only: every
+    replica's informers give the same answer.
+
+    No API call: the informers are the ones the page itself started (``start``: else only those running), and the
+    caller has checked the user's role."""
+    services = (informers.get if start else informers.peek)(actor.cluster, SERVICES, namespace)
+    grouped = _grouped_slices(actor, ENDPOINT_SLICES, namespace, health.slices_by_service, start=start)
+    if services is None or grouped is None:
+        return ""
+    if isinstance(shown, str):
+        service = services.item(namespace, shown)
+        if service is None and not services.synced:
             return ""
-        versions.append(str(version))
-    return "-".join(versions)
+        rows, more = ([service] if service is not None else []), False
+    else:
+        everything = services.snapshot()
+        if everything is None:
+            return ""
+        rows, more = filtered_page(everything, *shown)
+    digest = hashlib.blake2b(digest_size=12)
+    for service in rows:
+        metadata = service["metadata"]
+        digest.update(f"{metadata['uid']}:{metadata['resourceVersion']}".encode())
+        for item in grouped.get(metadata["name"], []):
+            digest.update(f",{item['metadata']['resourceVersion']}".encode())
+        digest.update(b";")
+    digest.update(b"+" if more else b".")
+    return digest.hexdigest()

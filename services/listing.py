@@ -22,7 +22,7 @@ from services import manifest as m
 if TYPE_CHECKING:
     from services.versions import LastChange
 
-PAGE_SIZE = 20
+PAGE_SIZE = api.PAGE_SIZE
 
 
 # A user's own writes, so their next list of the namespace shows them even when it is answered from the informer
@@ -235,11 +235,4 @@ def services_page(
         )
         return items, bool(next_token), next_token
     everything = cached if cached is not None else api.list_services(access.actor, namespace)[0]
-    if query or type_filter:
-        everything = [
-            s
-            for s in everything
-            if query.lower() in s["metadata"]["name"]
-            and (not type_filter or s.get("spec", {}).get("type") == type_filter)
-        ]
-    return everything[(page - 1) * PAGE_SIZE : page * PAGE_SIZE], len(everything) > page * PAGE_SIZE, ""
+    return *api.filtered_page(everything, query, type_filter, page), ""

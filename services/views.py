@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -29,7 +28,7 @@ import kube
 from clusters import audit
 from clusters.access import Access, cluster_for_user, may_edit_somewhere, namespace_access
 from clusters.models import AuditEntry
-from services import api, health, listing, live_checks, versions
+from services import api, health, listing, live, live_checks, versions
 from services import manifest as m
 from services.forms import (
     DNS1123_LABEL,
@@ -162,13 +161,12 @@ def service_list(request: HttpRequest, cluster: str, namespace: str) -> HttpResp
 def _list(request: HttpRequest, access: Access, namespace: str) -> HttpResponse:
     """The list page (its table under HTMX) for a user whose role was checked."""
     cluster = access.cluster.name
-    query, type_filter = request.GET.get("q", "").strip(), request.GET.get("type", "")
-    type_filter = type_filter if type_filter in m.SERVICE_TYPES else ""
+    shown = api.list_shown(request.GET)
+    query, type_filter, page = shown
     continue_token = request.GET.get("continue", "")
     error, next_token, items, changes = "", "", [], {}
-    page = max(m.parse_number(request.GET.get("page", ""), max_digits=6) or 1, 1)
     # Read before the rows: a change landing in between makes the next poll redraw, never miss it.
-    version = api.live_version(access.actor, namespace) if not continue_token else ""
+    version = api.live_version(access.actor, namespace, shown) if not continue_token else ""
     slices: dict[str, list[dict]] | None = None
     try:
         items, has_next, next_token = listing.services_page(
@@ -209,7 +207,9 @@ def _list(request: HttpRequest, access: Access, namespace: str) -> HttpResponse:
         ],
         # The open page asks every second whether the namespace changed (console.js, 10): not for a page reached
         # through a continue token, which the API server answers once.
-        "live_url": _live_url(reverse("services:list_live", args=[cluster, namespace]), request.GET, version)
+        "live_url": live.poll_url(
+            request, reverse("services:list_live", args=[cluster, namespace]), access, namespace, request.GET, version
+        )
         if not continue_token
         else "",
         "query": query,
@@ -227,17 +227,12 @@ def _list(request: HttpRequest, access: Access, namespace: str) -> HttpResponse:
     return render(request, template, context)
 
 
-def _live_url(url: str, query: Any, version: str) -> str:
-    """A live region's poll URL: the page's own filters and the version it shows."""
-    kept = {key: query[key] for key in ("q", "type", "page") if query.get(key)}
-    return f"{url}?{urlencode({**kept, 'v': version})}"
-
-
-def _unchanged(request: HttpRequest, access: Access, namespace: str) -> bool:
-    """Whether a live page's version (``?v=``) is still current: its namespace's informers have seen no change, and
-    the cluster still lets the user list there (its cached review). Makes no API call while nothing changes."""
+def _unchanged(request: HttpRequest, access: Access, namespace: str, shown: tuple | str) -> bool:
+    """Whether a live page's version (``?v=``) is still current: what it shows has not changed in its namespace's
+    informers, and the cluster still lets the user list there (its cached review). Makes no API call while nothing
+    changes."""
     since = request.GET.get("v", "")
-    return bool(since) and since == api.live_version(access.actor, namespace) and _may_list(access, namespace)
+    return bool(since) and since == api.live_version(access.actor, namespace, shown) and _may_list(access, namespace)
 
 
 def _may_list(access: Access, namespace: str) -> bool:
@@ -250,11 +245,21 @@ def _may_list(access: Access, namespace: str) -> bool:
 @require_GET
 @login_required
 def service_list_live(request: HttpRequest, cluster: str, namespace: str) -> HttpResponse:
-    """An open list asking whether to redraw: 204 while nothing changed, else the table as the list draws it."""
+    """An open list asking whether to redraw: 204 while nothing changed, else the table as the list draws it.
+    (Most such polls are answered before this view: ``services.live``.)"""
     access = namespace_access(request, cluster, namespace)
-    if _unchanged(request, access, namespace):
-        return HttpResponse(status=204)
+    if _unchanged(request, access, namespace, api.list_shown(request.GET)):
+        return _still(request, access, namespace)
     return _list(request, access, namespace)
+
+
+def _still(request: HttpRequest, access: Access, namespace: str, service: str = "") -> HttpResponse:
+    """Nothing changed: 204, with a fresh poll URL for ``services.live``'s shortcut (``console.js`` takes it)."""
+    response = HttpResponse(status=204)
+    response["X-Live-Url"] = live.poll_url(
+        request, request.path, access, namespace, request.GET, request.GET["v"], service
+    )
+    return response
 
 
 # --- the write path, shared by the form and the YAML editor -----------------------------------------------------
@@ -823,16 +828,19 @@ def service_detail(request: HttpRequest, cluster: str, namespace: str, name: str
 def _detail(request: HttpRequest, access: Access, namespace: str, name: str) -> HttpResponse:
     """A Service's page (its live part under HTMX) for a user whose role was checked."""
     cluster = access.cluster.name
-    version = api.live_version(access.actor, namespace)  # before the reads, as the list does
+    version = api.live_version(access.actor, namespace, name)  # before the reads, as the list does
+    # The related reads start with the selector the namespace's informer knows, while the Service itself is read
+    # live; asked again in the rare case the live Service says otherwise.
+    hint = api.cached_service(access.actor, namespace, name)
+    early = api.RelatedReads(access.actor, namespace, name, *api.related_reads(hint)) if hint else None
     service = get_service_or_gone(access, namespace, name)
-    body = service.get("spec", {})
-    related, related_error = api.related_objects(
-        access.actor,
-        namespace,
-        name,
-        body.get("selector") or {},
-        with_nodes=body.get("type") in (m.NODE_PORT, m.LOAD_BALANCER),
+    needed = api.related_reads(service)
+    reads = (
+        early
+        if early is not None and early.depends_on == needed
+        else api.RelatedReads(access.actor, namespace, name, *needed)
     )
+    related, related_error = reads.result()
     pending = m.load_balancer_pending(service)
     lb_reasons: list[str] = []
     if pending:
@@ -859,7 +867,15 @@ def _detail(request: HttpRequest, access: Access, namespace: str, name: str) -> 
         # The list's Delete link without scripts: the page opens with its delete confirmation shown.
         "confirm_delete": "delete" in request.GET,
         "related_error": related_error,
-        "live_url": _live_url(reverse("services:detail_live", args=[cluster, namespace, name]), {}, version),
+        "live_url": live.poll_url(
+            request,
+            reverse("services:detail_live", args=[cluster, namespace, name]),
+            access,
+            namespace,
+            {},
+            version,
+            service=name,
+        ),
         "nav": "services",
         **related,
     }
@@ -874,8 +890,8 @@ def service_detail_live(request: HttpRequest, cluster: str, namespace: str, name
     """An open Service page asking whether to redraw: 204 while its namespace's Services and EndpointSlices are
     unchanged, else its live part drawn afresh (a Service deleted meanwhile sends the page back to the list)."""
     access = namespace_access(request, cluster, namespace)
-    if _unchanged(request, access, namespace):
-        return HttpResponse(status=204)
+    if _unchanged(request, access, namespace, name):
+        return _still(request, access, namespace, name)
     return _detail(request, access, namespace, name)
 
 

@@ -479,6 +479,20 @@
 
   window.setInterval(pollLiveRegions, LIVE_INTERVAL_MS);
 
+  // "Nothing changed" answered after the full checks comes with the URL for the next polls (a fresh token, which
+  // lets the server answer them from memory: services/live.py).
+  doc.addEventListener("htmx:afterRequest", function (event) {
+    var region = event.detail && event.detail.elt;
+    var xhr = event.detail && event.detail.xhr;
+    if (!(region instanceof Element) || !region.hasAttribute("data-live-url") || !xhr || xhr.status !== 204) {
+      return;
+    }
+    var next = xhr.getResponseHeader("X-Live-Url");
+    if (next && next.charAt(0) === "/") {
+      region.setAttribute("data-live-url", next);
+    }
+  });
+
   // A poll sent while nothing was open may answer after the user opened a row's menu or moved the focus into the
   // region: that answer is dropped (the region keeps its old version, so the next poll after they are done redraws).
   doc.addEventListener("htmx:beforeSwap", function (event) {
