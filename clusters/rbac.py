@@ -110,10 +110,11 @@ WRITE = ["create", "update", "patch", "delete"]
 
 
 def _namespaced_rules(edit: bool) -> list[dict]:
-    """What the Service pages do in a namespace: Services (changed by the edit roles), and reads of what a
-    Service's pages show."""
+    """What the Service pages do in a namespace: Services (changed by the edit roles, and reached through the API
+    server's proxy by them: ``services.reach`` sends GETs only), and reads of what a Service's pages show."""
     return [
         {"apiGroups": [""], "resources": ["services"], "verbs": READ + (WRITE if edit else [])},
+        *([{"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]}] if edit else []),
         {"apiGroups": [""], "resources": ["pods", "events"], "verbs": READ},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": READ},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},

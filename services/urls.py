@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from services import copy_views, fleet, history_views, views
+from services import copy_views, fleet, history_views, reach_views, views
 
 app_name = "services"
 
@@ -43,4 +43,6 @@ urlpatterns = [
     *history_views.urls(f"{_base}<slug:name>/history/"),
     # The same Service in other clusters and namespaces.
     *copy_views.urls(f"{_base}<slug:name>/copy/"),
+    # Test a port of the Service and open it in the browser, through the API server's proxy as the user.
+    *reach_views.urls(f"{_base}<slug:name>/reach/"),
 ]

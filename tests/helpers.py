@@ -205,11 +205,13 @@ def run_pod(
     ports: list[dict[str, Any]] | None = None,
     ready: bool = True,
     node: str | None = None,
+    pod_ip: str | None = None,
 ) -> k8s.V1Pod:
     """A Pod bound to ``node`` (default: Node ``node-<namespace>``, registered on first use) whose one container
     ``app`` declares ``ports`` (default: ``http`` 8080), then its status as the kubelet would set it: Running, a pod
-    IP of its own, the Ready and ContainersReady conditions as ``ready`` says (with the kubelet's reason when not).
-    The EndpointSlice controller then lists it for every Service selecting it."""
+    IP of its own (``pod_ip``: a test host's address, ``tests/reach_host.py``), the Ready and ContainersReady
+    conditions as ``ready`` says (with the kubelet's reason when not). The EndpointSlice controller then lists it
+    for every Service selecting it."""
     core = k8s.CoreV1Api(admin_api)
     if node is None:
         node = f"node-{namespace}"
@@ -229,7 +231,7 @@ def run_pod(
     # its namespace) removes it at once, unless a finalizer holds it (terminating, as a test may want it).
     spec = {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [container]}
     pod = core.create_namespaced_pod(namespace, {"metadata": {"name": name, "labels": labels}, "spec": spec})
-    pod_ip = next(_pod_addresses)
+    pod_ip = pod_ip or next(_pod_addresses)
     status = {
         "phase": "Running",
         "hostIP": host_ip,

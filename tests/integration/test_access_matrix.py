@@ -78,6 +78,11 @@ EXPECTED: dict[str, dict[str, list]] = {
         "GET": ["login", 404, 403, 403, 404, 403, 404, 404],
         "POST": ["login", 404, 403, 403, 404, 403, 404, 404],
     },
+    # Reach a port of "probe" (no selector, so no endpoint): the test is made and says so (200); the opened page
+    # answers as a gateway does when nothing can answer (503, said in the page).
+    "services:reach": {"GET": WRITE, "POST": WRITE},
+    "services:reach_view": {"GET": WRITE},
+    "services:reach_open": {"GET": ["login", 404, 403, 403, 503, 403, 503, 503]},
     # All my Services: whoever is signed in (a user without grants sees an empty list).
     "services:fleet": {"GET": ["login", 200, 200, 200, 200, 200, 200, 200]},
     # For the platform: the probes answer everybody; the metrics answer loopback in development (no token set).
@@ -178,6 +183,7 @@ def test_access_matrix(
     failures = []
     for name, methods in EXPECTED.items():
         kwargs = {"cluster": "local", "namespace": namespace, "name": "probe", "formset": "ports", "version": version}
+        kwargs |= {"port": "80", "path": ""}
         needed = [k for k in kwargs if re.search(rf"<\w+:{k}>", _route_of(name))]
         url = reverse(name, kwargs={k: kwargs[k] for k in needed})
         for method, statuses in methods.items():

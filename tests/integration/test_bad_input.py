@@ -161,6 +161,13 @@ URL_CASES = [
     ("url-restore-huge-id", "/clusters/local/namespaces/{ns}/services/x/history/99999999999999999999/restore/", 404),
     ("url-undelete-nothing", "/clusters/local/namespaces/{ns}/services/no-such-svc/history/undelete/", 404),
     ("url-deleted-bad-query", "/clusters/local/namespaces/{ns}/services/_deleted/?page=²", 200),
+    # Reaching a Service: a path out of it is refused before the Service is even looked up.
+    ("url-reach-unknown-service", "/clusters/local/namespaces/{ns}/services/no-such-svc/reach/http/", 302),
+    ("url-reach-open-traversal", "/clusters/local/namespaces/{ns}/services/no-such-svc/reach/http/open/..%2fx", 422),
+    ("url-reach-open-double-encoded", "/clusters/local/namespaces/{ns}/services/x/reach/80/open/%252e%252e/", 422),
+    ("url-reach-view-absolute", "/clusters/local/namespaces/{ns}/services/x/reach/80/view/?path=//a.invalid/", 422),
+    ("url-reach-view-control", "/clusters/local/namespaces/{ns}/services/x/reach/80/view/?path=/a%0d%0aX:1", 422),
+    ("url-reach-open-unknown-port", "/clusters/local/namespaces/{ns}/services/no-such-svc/reach/Bad_Port/open/", 302),
 ]
 
 

@@ -4,7 +4,8 @@ The pages, their forms, fields, options, submit buttons (``name``/``value``, ``f
 and query forms are discovered from the URLconf and the HTML the console serves, so nothing here names a form
 field or a services URL. For every example:
 
-- no 5xx, and an answer in under ``CONSOLE_FUZZ_TIME_LIMIT`` seconds (default 2);
+- no 5xx (but an opened Service port's gateway answer, 502-504 with its reason: ``gateway_answer``), and an answer
+  in under ``CONSOLE_FUZZ_TIME_LIMIT`` seconds (default 2);
 - a refused input (4xx) carries a message the user can act on: an ``errorlist``, an error notice or a
   ``role="alert"``, inside the layout for a full page (never Django's bare "Bad Request (400)");
 - nothing is created unless the answer is a success redirect to the new Service, which must then exist.
@@ -297,11 +298,22 @@ def _visible_text(body: str, limit: int = 240) -> str:
     return re.sub(r"\s+", " ", text).strip()[:limit]
 
 
+def gateway_answer(response, view: str, body: str) -> bool:
+    """An opened Service port answers as a gateway when the Service cannot (the fuzz's Service has no endpoint:
+    503), saying why in the page; not the console failing."""
+    return (
+        view == "services:reach_open"
+        and response.status_code in (502, 503, 504)
+        and getattr(response, "exc_info", None) is None
+        and bool(ERROR_MARKERS.search(body))
+    )
+
+
 def check_response(response, elapsed: float, sent: Sent, label: str) -> None:
     status = response.status_code
     body = response.content.decode("utf-8", "replace") if response.get("Content-Type", "").startswith("text") else ""
     view = url_name(sent.url)
-    if status >= 500:
+    if status >= 500 and not gateway_answer(response, view, body):
         tail, where = _traceback_tail(getattr(response, "exc_info", None))
         signature = f"{status} {where or view}"
         detail = tail or f"(no exception; the page says: {_visible_text(body)!r})"
@@ -381,6 +393,7 @@ def reverse_pages(
     """Every page URL for the test's cluster, namespace and Service (and a version of its history); and the patterns
     that could not be filled."""
     values = {"cluster": cluster, "namespace": namespace, "name": service, "service": service, "ns": namespace}
+    values |= {"port": "http", "path": ""}  # a port of the Service (reached through the proxy), and its root
     if version is not None:
         values["version"] = version
     pages, skipped = {}, []
