@@ -120,7 +120,7 @@ def visible_clusters(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Cluster
 # most a second later in every process). A page that only reads then checks the role without a query; a write
 # always reads the grants afresh (``fresh``).
 _KEPT = 4096
-_kept: OrderedDict[tuple, tuple[int, Access | None]] = OrderedDict()
+_kept: OrderedDict[tuple, tuple[int, Access | None]] = OrderedDict()  # (epoch, access with its identity)
 _kept_lock = threading.Lock()
 
 
@@ -145,8 +145,8 @@ def forget_accesses() -> None:
 def cluster_for_user(request: HttpRequest, cluster_name: str, *, fresh: bool = False) -> Access:
     """The user's access to a cluster they hold some grant on; 404 otherwise, so names do not leak.
 
-    Read from the grants (one query), or, unless ``fresh``, as read under the current access epoch by an earlier
-    request in this process."""
+    Read from the grants and the user's groups (two queries), or, unless ``fresh``, as read under the current access
+    epoch by an earlier request in this process."""
     user = request.user
     if not user.is_authenticated or not user.is_active:
         raise Http404
@@ -157,7 +157,10 @@ def cluster_for_user(request: HttpRequest, cluster_name: str, *, fresh: bool = F
         if kept is not None:
             _kept.move_to_end(key)
     if fresh or kept is None or kept[0] != current:
-        kept = (current, _read_access(user, cluster_name))
+        access = _read_access(user, cluster_name)
+        if access is not None:  # who the cluster sees (the user's groups: one query), this request's id added below
+            access = replace(access, identity=rbac.identity_for(user, "", access.cluster))
+        kept = (current, access)
         with _kept_lock:
             _kept[key] = kept
             if len(_kept) > _KEPT:
@@ -165,7 +168,7 @@ def cluster_for_user(request: HttpRequest, cluster_name: str, *, fresh: bool = F
     access = kept[1]
     if access is None:
         raise Http404
-    return replace(access, identity=rbac.identity_for(user, audit.request_id(request), access.cluster))
+    return replace(access, identity=access.identity.with_request_id(audit.request_id(request)))
 
 
 def settle_waiting(access: Access, namespace: str | None = None) -> Access:

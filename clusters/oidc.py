@@ -22,10 +22,13 @@ No token is ever logged, rendered or put in a URL of the console's.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import functools
 import logging
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 import requests
@@ -35,7 +38,7 @@ from django.conf import settings
 from django.contrib import auth, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import AbstractBaseUser, Group
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -52,7 +55,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from clusters import audit, rbac
+from clusters import audit, epoch, rbac
 from clusters.forms import LoginForm
 from clusters.models import PersonAtProvider, ProviderSession
 
@@ -113,6 +116,31 @@ class LocalPasswordBackend(ModelBackend):
         if settings.LOCAL_LOGIN == "superusers" and user.is_superuser:
             return user
         return None
+
+    def get_user(self, user_id: Any) -> AbstractBaseUser | None:
+        """The user of a session, kept by the process while the access epoch stays (``clusters.epoch``: any change
+        of a user moves it, a login's ``last_login`` aside), so a page does not read the user's row again; a copy
+        for each request. Another replica sees a change within a second, as it sees a revoked grant."""
+        current = epoch.current()
+        with _users_lock:
+            kept = _users.get(user_id)
+        if kept is None or kept[0] != current:
+            kept = (current, super().get_user(user_id))
+            with _users_lock:
+                _users[user_id] = kept
+                if len(_users) > _USERS_KEPT:
+                    _users.popitem(last=False)
+        return copy.copy(kept[1]) if kept[1] is not None else None
+
+
+_USERS_KEPT = 4096
+_users: OrderedDict[Any, tuple[int, AbstractBaseUser | None]] = OrderedDict()
+_users_lock = threading.Lock()
+
+
+def forget_users() -> None:
+    with _users_lock:
+        _users.clear()
 
 
 # --- signing in -------------------------------------------------------------------------------------------------

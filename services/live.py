@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from django.conf import settings
 from django.core import signing
@@ -101,15 +101,17 @@ def poll_url(
 
 def unchanged(request: HttpRequest) -> bool:
     """Whether this poll may be answered 204 from memory (see the module's text); False sends it to the view."""
-    since, sealed = request.GET.get("v", ""), request.GET.get(TOKEN, "")
-    if not since or not sealed:
-        return False
     try:
+        # The query string read directly: cheaper than building request.GET, and all this needs.
+        query = dict(parse_qsl(request.META.get("QUERY_STRING", ""), max_num_fields=10))
+        since, sealed = query.get("v", ""), query.get(TOKEN, "")
+        if not since or not sealed:
+            return False
         request.get_host()  # the host validation the view's answer would have had
         path, session, made_under, cluster, namespace, shown, who, expires = signing.loads(sealed, salt=SALT)
         key = _ClusterKey(*cluster)
         identity = kube.Identity(who[0], tuple(who[1])) if who is not None else None
-    except (signing.BadSignature, DisallowedHost, TypeError, ValueError):
+    except (signing.BadSignature, DisallowedHost, TypeError, ValueError):  # ValueError: too many fields too
         return False
     if path != request.path_info or expires <= time.time() or not session or session != session_digest(request):
         return False
@@ -118,7 +120,7 @@ def unchanged(request: HttpRequest) -> bool:
     actor = kube.Actor(key, identity)
     if kube.remembered(actor, "list", "services", namespace) is not True:
         return False
-    return since == api.live_version(actor, namespace, shown if shown else api.list_shown(request.GET), start=False)
+    return since == api.live_version(actor, namespace, shown if shown else api.list_shown(query), start=False)
 
 
 class UnchangedPollMiddleware:

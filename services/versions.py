@@ -7,11 +7,14 @@ is simply not found: the pages answer 404 and learn nothing about it."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clusters.access import Access
@@ -164,11 +167,43 @@ class LastChange:
     who: str
 
 
-def last_changes(access: Access, namespace: str, uids: list[str]) -> dict[str, LastChange]:
-    """The last change of each listed Service (by uid) in one query: the newest version of each object, with the
-    console user whose write made it when there is one (a subquery of the audit log)."""
-    if not uids:
+# Last changes of pages already drawn, by their rows' (uid, resourceVersion): a version row never changes once
+# stored, so an answer in which every row's newest version is the row's own resourceVersion stays true until one of
+# them changes, and then the key is another. Answers not caught up with the rows (the recorder has not stored the
+# newest change yet, or does not run) are asked again each time, and so are those with a change younger than
+# SETTLED: the audit entry that names its console user may still be on its way.
+SETTLED = timedelta(seconds=10)
+_KEPT_CHANGES = 512
+_kept_changes: OrderedDict[tuple, dict[str, LastChange]] = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def last_changes(access: Access, namespace: str, services: list[dict]) -> dict[str, LastChange]:
+    """The last change of each listed Service (by uid): the newest version of each object, with the console user
+    whose write made it when there is one. One query, or none when the same rows were drawn before."""
+    rows = tuple((s["metadata"].get("uid", ""), s["metadata"].get("resourceVersion", "")) for s in services)
+    if not rows:
         return {}
+    key = (access.cluster.pk, namespace, rows)
+    with _kept_lock:
+        kept = _kept_changes.get(key)
+    if kept is not None:
+        return kept
+    changes, newest = _last_changes(access, namespace, [uid for uid, _version in rows])
+    settled = timezone.now() - SETTLED
+    if all(newest.get(uid) == version for uid, version in rows) and all(
+        change.when < settled for change in changes.values()
+    ):
+        with _kept_lock:
+            _kept_changes[key] = changes
+            if len(_kept_changes) > _KEPT_CHANGES:
+                _kept_changes.popitem(last=False)
+    return changes
+
+
+def _last_changes(access: Access, namespace: str, uids: list[str]) -> tuple[dict[str, LastChange], dict[str, str]]:
+    """``last_changes`` asked of the database (one query, with a subquery of the audit log), and the
+    resourceVersion of each uid's newest version."""
     newest = (
         ServiceVersion.objects.filter(cluster=access.cluster, uid__in=uids)
         .values("uid")
@@ -186,12 +221,13 @@ def last_changes(access: Access, namespace: str, uids: list[str]) -> dict[str, L
     rows = (
         ServiceVersion.objects.filter(id__in=Subquery(newest))
         .annotate(console_user=Subquery(console_user))
-        .values_list("uid", "changed_at", "managers", "console_user")
+        .values_list("uid", "changed_at", "managers", "console_user", "resource_version")
     )
-    changes = {}
-    for uid, changed_at, managers, console_user in rows:
+    changes, newest_versions = {}, {}
+    for uid, changed_at, managers, console_user, resource_version in rows:
         names = list(
             dict.fromkeys(str(m["manager"]) for m in managers or [] if isinstance(m, dict) and m.get("manager"))
         )
         changes[uid] = LastChange(changed_at, console_user or ", ".join(names))
-    return changes
+        newest_versions[uid] = resource_version
+    return changes, newest_versions

@@ -172,7 +172,7 @@ def _list(request: HttpRequest, access: Access, namespace: str) -> HttpResponse:
         items, has_next, next_token = listing.services_page(
             request, access, namespace, query, type_filter, page, continue_token
         )
-        changes = versions.last_changes(access, namespace, [s["metadata"].get("uid", "") for s in items])
+        changes = versions.last_changes(access, namespace, items)
         needs_nodes = any(s.get("spec", {}).get("type") in (m.NODE_PORT, m.LOAD_BALANCER) for s in items)
         node_ips = api.node_addresses(access.actor) if needs_nodes else []
         try:

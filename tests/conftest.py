@@ -21,6 +21,7 @@ import kube
 from clusters import epoch, rbac
 from clusters.access import forget_accesses
 from clusters.models import Cluster, Grant, Role
+from clusters.oidc import forget_users
 from kube.identity import clear_authorisations
 from kube.informer import informers
 from tools import localcluster
@@ -86,6 +87,7 @@ def _isolated_clients() -> Iterator[None]:
     clear_authorisations()
     epoch.forget()
     forget_accesses()
+    forget_users()
     yield
     informers.clear()
     kube.clients.clear()

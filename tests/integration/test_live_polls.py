@@ -203,3 +203,77 @@ def test_a_revoked_grant_stops_writes_at_once_and_reads_within_a_second(
         time.sleep(0.02)
     assert time.monotonic() - began <= epoch.READ_EVERY + 0.5
     assert web.get(service_url("list")).status_code == 404
+
+
+# --- the user and the rows' last changes, kept ----------------------------------------------------------------------
+
+
+def test_a_deactivated_user_is_signed_out_at_once_here_and_within_a_second_elsewhere(
+    web: Client, service_url, people, monkeypatch
+) -> None:
+    assert web.get(service_url("list")).status_code == 200  # the user is kept by this process
+    monkeypatch.setattr(epoch, "forget", lambda: None)  # as if deactivated through another replica
+    type(people.editor).objects.filter(pk=people.editor.pk).update(is_active=False)  # no signal: nothing moves
+    from clusters.epoch import move
+
+    began = time.monotonic()
+    move()  # what the admin's save does, seen here only when the epoch is read again
+    while web.get(service_url("list")).status_code == 200:
+        time.sleep(0.02)
+    assert time.monotonic() - began <= epoch.READ_EVERY + 0.5
+    assert web.get(service_url("list")).status_code == 302  # to the login page
+
+
+def _version(cluster: Cluster, namespace: str, service: dict, *, age: float) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from services.models import ServiceVersion
+
+    ServiceVersion.objects.create(
+        cluster=cluster,
+        namespace=namespace,
+        name=service["metadata"]["name"],
+        uid=service["metadata"]["uid"],
+        resource_version=service["metadata"]["resourceVersion"],
+        change=ServiceVersion.Change.CREATED,
+        changed_at=timezone.now() - timedelta(seconds=age),
+        managers=[{"manager": "kubectl", "operation": "Update"}],
+        manifest={},
+    )
+
+
+def test_the_last_changes_of_rows_caught_up_and_settled_are_kept(
+    cluster: Cluster, namespace: str, admin_api: k8s.ApiClient, django_assert_num_queries
+) -> None:
+    from clusters.access import Access
+    from services import versions
+
+    core = k8s.CoreV1Api(admin_api)
+    made = [
+        core.create_namespaced_service(
+            namespace, {"metadata": {"name": f"kept-{i}"}, "spec": {"ports": [{"port": 80}]}}
+        )
+        for i in range(3)
+    ]
+    rows = [
+        {"metadata": {"name": s.metadata.name, "uid": s.metadata.uid, "resourceVersion": s.metadata.resource_version}}
+        for s in made
+    ]
+    uids = [row["metadata"]["uid"] for row in rows]
+    access = Access(cluster, superuser=True)
+    _version(cluster, namespace, rows[0], age=60)
+    _version(cluster, namespace, rows[1], age=60)
+    for _ in range(2):  # the third row has no version yet: not caught up, asked each time
+        with django_assert_num_queries(1):
+            assert set(versions.last_changes(access, namespace, rows)) == set(uids[:2])
+    _version(cluster, namespace, rows[2], age=1)
+    for _ in range(2):  # caught up, but a change too young to be sure who made it: asked each time
+        with django_assert_num_queries(1):
+            assert set(versions.last_changes(access, namespace, rows)) == set(uids)
+    with django_assert_num_queries(1):  # caught up and settled: asked once...
+        changes = versions.last_changes(access, namespace, rows[:2])
+    assert changes[uids[0]].who == "kubectl"
+    with django_assert_num_queries(0):  # ...and kept
+        assert versions.last_changes(access, namespace, rows[:2]) == changes
