@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test test-fast lint format lock image deploy-manifests messages bench bench-history check-deploy clean-cluster
+.PHONY: bench-scale setup run test test-fast lint format lock image deploy-manifests messages bench bench-history check-deploy clean-cluster
 
 # Idempotent: the virtualenv is refreshed when requirements.lock changes; the control-plane binaries are built once
 # per version into ~/.cache; migrations run every time (a no-op when current).
@@ -71,6 +71,12 @@ bench: setup
 # BENCH_ARGS: --quick (1,000 Services, 20 s, into a temp folder).
 bench-history: setup
 	$(BIN)/python bench/history.py $(BENCH_ARGS)
+
+# The console at scale: 20,000 Services in one namespace, 1,000 open list pages and 50 editors on the benchmark's
+# gunicorn; writes docs/benchmarks-scale.json and the scale section of docs/benchmarks.md (~10 min).
+# BENCH_ARGS: --quick (2,000 Services, 100 pages, 5 editors, 10 s, into a temp folder).
+bench-scale: setup
+	$(BIN)/python bench/scale.py $(BENCH_ARGS)
 
 # Django's deployment checklist against production settings (throwaway secrets: only the settings are judged).
 check-deploy: $(VENV)/.installed

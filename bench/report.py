@@ -13,9 +13,15 @@ SIZES = (100, 1000, 5000)
 
 # name, limit (the value must be <= limit), what it is
 TARGETS: list[tuple[str, float, str]] = [
-    ("list_vs_raw_1000", 1.3, "list page / raw call for the same page, 1,000 Services"),
+    ("list_vs_raw_1000", 1.0, "list page / raw call for the same page, 1,000 Services"),
     ("list_5000_vs_100", 1.5, "first list page at 5,000 Services / at 100"),
-    ("create_vs_raw", 1.3, "create through the form POST / raw create (cluster holding the benchmark's Services)"),
+    ("create_vs_raw", 1.15, "create through the form POST / raw create (cluster holding the benchmark's Services)"),
+    ("create_overhead_ms_fresh", 3.0, "what the console adds to a create on a fresh cluster (ms, medians' difference)"),
+    ("detail_vs_raw", 2.0, "a Service's page / raw read of the Service, 1,000 Services"),
+    ("live_cpu_ms_per_poll", 0.5, "workers' CPU per unchanged live poll, 1,000 open pages (ms)"),
+    ("live_queries_per_poll", 0, "database queries per unchanged live poll"),
+    ("live_cpu_cores_1000_pages", 0.1, "workers' CPU for 1,000 open pages while nothing changes (cores)"),
+    ("fleet_warm_p95_ms", 100, "All my Services warm p95, 5 clusters × 2,000 Services, full collections counted (ms)"),
     ("errors_32", 0, "errors with 32 concurrent clients on the list page"),
     ("rss_growth_1k_10k", 1.10, "worker RSS after 10,000 requests / after 1,000 (sum over the workers)"),
     ("list_page_bytes", 150_000, "bytes of the list page (1,000 Services) with its CSS and JS"),
@@ -227,19 +233,41 @@ def scaling_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def live_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["live channel, nothing changing", "value"]
-    if "live_pages" not in figures:
+    levels = sorted(
+        int(name.rsplit("_", 1)[1])
+        for name in figures
+        if name.startswith("live_cpu_cores_") and name.rsplit("_", 1)[1].isdigit()
+    )
+    header = ["live channel, nothing changing", *(f"{pages:,} open pages" for pages in levels)]
+    if not levels:
         return header, []
+
+    def each(label: str, name: str, form: str) -> list[str]:
+        return [label, *(form.format(figures[f"{name}_{pages}"]) for pages in levels)]
+
     rows = [
-        ["open list pages, each polling every 0.8 s", f"{figures['live_pages']:.0f}"],
-        ["polls answered per second (all 204, no body)", f"{figures['live_polls_per_s']:.1f}"],
-        ["poll latency p50 / p99", f"{figures['live_poll_p50_ms']:.1f} / {figures['live_poll_p99_ms']:.1f} ms"],
-        ["workers' CPU while polled (cores)", f"{figures['live_cpu_cores']:.3f}"],
-        ["workers' CPU idle, same server (cores)", f"{figures['live_cpu_cores_idle']:.3f}"],
-        ["workers' CPU per poll", f"{figures['live_cpu_ms_per_poll']:.2f} ms"],
-        ["bytes received per poll (headers; no body)", f"{figures['live_bytes_per_poll']:.0f}"],
-        ["Kubernetes API calls per poll", "0 (the informers' versions; the user's review cached 10 s)"],
+        each("polls answered per second (all 204, no body)", "live_polls_per_s", "{:.1f}"),
+        each("poll latency p50 (ms)", "live_poll_p50_ms", "{:.1f}"),
+        each("poll latency p99 (ms)", "live_poll_p99_ms", "{:.1f}"),
+        each("workers' CPU while polled (cores)", "live_cpu_cores", "{:.3f}"),
+        each("workers' CPU per poll (ms)", "live_cpu_ms_per_poll", "{:.3f}"),
+        each("bytes received per poll (headers; no body)", "live_bytes_per_poll", "{:.0f}"),
     ]
+    extra = [
+        ("workers' CPU idle, same server (cores)", "live_cpu_cores_idle", "{:.3f}"),
+        (
+            "floor: gunicorn answering 204 with no application work, CPU per poll (ms)",
+            "live_floor_cpu_ms_per_poll",
+            "{:.3f}",
+        ),
+        ("the console's poll above that floor, CPU per poll (ms)", "live_cpu_above_floor_ms_per_poll", "{:.3f}"),
+        ("an unchanged poll in process (test client): CPU (ms)", "live_poll_inprocess_cpu_ms", "{:.3f}"),
+        ("database queries per unchanged poll", "live_queries_per_poll", "{:.0f}"),
+    ]
+    rows += [
+        [label, form.format(figures[name]), *[""] * (len(levels) - 1)] for label, name, form in extra if name in figures
+    ]
+    rows.append(["Kubernetes API calls per poll", "0", *[""] * (len(levels) - 1)])
     return header, rows
 
 
@@ -268,6 +296,13 @@ def fleet_rows(figures: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         [
             "raw: list_service_for_all_namespaces(limit=50) on every cluster at once",
             _ms(figures["fleet_raw_p95_ms"]),
+            "",
+        ],
+        [
+            "memory of the cached Services with their EndpointSlices, per 10,000 Services (MiB): as kept "
+            "(short strings shared) / as parsed",
+            f"{figures.get('fleet_cache_mib_per_10k_services', float('nan')):.1f} / "
+            f"{figures.get('fleet_cache_mib_per_10k_services_as_parsed', float('nan')):.1f}",
             "",
         ],
         ["warm page / raw first pages (p95)", f"{figures['fleet_warm_vs_raw_p95']:.2f}", ""],
@@ -413,23 +448,25 @@ def print_report(figures: dict[str, Any], details: dict[str, Any], facts: dict[s
     print()
 
 
-# The section that ``bench/history.py`` (``make bench-history``) writes into benchmarks.md: a run of ``make bench``
-# keeps it as it is, since it measures something else, on its own schedule.
-HISTORY_BEGIN, HISTORY_END = "<!-- history -->", "<!-- /history -->"
+# The sections that ``bench/history.py`` (``make bench-history``) and ``bench/scale.py`` (``make bench-scale``)
+# write into benchmarks.md: a run of ``make bench`` keeps them as they are, since they measure something else, on
+# their own schedule.
+SECTIONS = ("history", "scale")
 
 
-def history_block(text: str) -> str:
-    """The history section of a benchmarks.md (its markers included), or "" when it has none."""
-    begin = text.find(HISTORY_BEGIN)
-    end = text.find(HISTORY_END, begin)
+def section(text: str, name: str) -> str:
+    """The section ``name`` of a benchmarks.md (its markers included), or "" when it has none."""
+    begin_marker, end_marker = f"<!-- {name} -->", f"<!-- /{name} -->"
+    begin = text.find(begin_marker)
+    end = text.find(end_marker, begin)
     if begin < 0 or end < 0:
         return ""
-    return text[begin : end + len(HISTORY_END)]
+    return text[begin : end + len(end_marker)]
 
 
-def with_history_block(text: str, block: str) -> str:
-    """``text`` with its history section replaced by ``block``, or ``block`` appended when it has none."""
-    current = history_block(text)
+def with_section(text: str, name: str, block: str) -> str:
+    """``text`` with its section ``name`` replaced by ``block``, or ``block`` appended when it has none."""
+    current = section(text, name)
     if current:
         return text.replace(current, block, 1)
     return (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
@@ -550,14 +587,19 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
         "",
         "### Live updates while nothing changes",
         "",
-        "An open list page asks its live URL every 0.8 s (`console.js`, only while the tab is visible); the server "
-        "compares the version the page shows with the namespace's Services and EndpointSlices informers and answers "
-        "204 with no body when they are unchanged, after the same session and role checks as the page (and the "
-        "user's cached SelfSubjectAccessReview). The benchmark opens that many pages on the production server, "
-        "their polls spread over each second, and reads the workers' CPU time from `/proc/<pid>/stat` over the "
-        "run, and over an idle window of the same server before it. A short poll was chosen over server-sent "
-        "events: gunicorn's sync workers would hold one worker per open page for an event stream, while a 204 "
-        "holds nothing between polls.",
+        "An open list page asks its live URL every 0.8 s (`console.js`, only while the tab is visible). The URL "
+        "carries the version of what the page shows (its rows, their EndpointSlices, whether more follow) and a "
+        "token signed by the server (`services/live.py`): the poll's path, a digest of the session cookie, the "
+        "access epoch, the cluster and the identity, an expiry. A middleware placed before the session is read "
+        "answers 204 with no body when the token holds, the access epoch has not moved, the informers give the "
+        "same version and the user's SelfSubjectAccessReview is remembered (under 10 s old): no query, no API "
+        "call. Anything else goes to the view's full checks. The benchmark opens that many pages on the "
+        "production server, their polls spread over each second, and reads the workers' CPU time from "
+        "`/proc/<pid>/stat` over the run, and over an idle window of the same server before it. The *floor* is "
+        "the same load on the same gunicorn serving `bench/floor.py`, an application that answers 204 and does "
+        "nothing else: what any answer costs before the console does anything. A short poll was kept over "
+        "server-sent events: gunicorn's sync workers would hold one worker per open page for an event stream, "
+        "while a 204 holds nothing between polls.",
         "",
         md_table(*live_rows(figures)),
         "",
@@ -615,7 +657,9 @@ def write_markdown(path: Path, figures: dict[str, Any], details: dict[str, Any],
     ]
     if details.get("notes"):
         parts += ["", "## Notes", ""] + [f"- {note}" for note in details["notes"]]
-    kept = history_block(path.read_text()) if path.exists() else ""
-    if kept:
-        parts += ["", kept]
+    text = path.read_text() if path.exists() else ""
+    for name in SECTIONS:
+        kept = section(text, name)
+        if kept:
+            parts += ["", kept]
     path.write_text("\n".join(parts) + "\n")

@@ -49,7 +49,7 @@ FORM_ENCODING = "application/x-www-form-urlencoded"
 SIZES = (100, 1000, 5000)
 CLUSTER = "local"
 SHARED_CLUSTER = "local-shared"
-LIVE_PAGES = 100  # open list pages for the live channel's cost
+LIVE_PAGES = (100, 1000)  # open list pages for the live channel's cost
 LIVE_INTERVAL = 0.8  # seconds between an open page's polls (console.js LIVE_INTERVAL_MS)
 FILL_THREADS = 8
 # The first Service of every filled namespace: a list page without it is counted as an error.
@@ -485,6 +485,7 @@ class Bench:
             self.figures[f"list_raw_ms_{large}"] / self.figures[f"list_raw_ms_{small}"]
         )
         self.details["samples_list"] = {name: iqr_ms(values) for name, values in samples.items()}
+        self.live_poll_in_process(browser, reverse("services:list", args=[CLUSTER, self.namespaces[max(self.sizes)]]))
         # One SelfSubjectAccessReview as the user (what a cached read costs once per user, namespace and 10 s).
         from kube.identity import allowed, clear_authorisations
 
@@ -517,6 +518,28 @@ class Bench:
         self.details["samples_detail"] = {side: iqr_ms(values) for side, values in samples.items()}
 
         self.create_comparison("")
+
+    def live_poll_in_process(self, browser, url: str) -> None:
+        """An unchanged live poll through the test client: the queries it makes and the CPU it takes (the client's
+        own work included, so an upper bound), over many polls of the largest namespace's list."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        found = re.search(r'data-live-url="([^"]+)"', browser.get(url).content.decode())
+        if not found:
+            raise RuntimeError("the list page has no live URL")
+        poll = found.group(1).replace("&amp;", "&")
+        headers = {"HX-Request": "true"}
+        poll = browser.get(poll, headers=headers).headers.get("X-Live-Url", poll)
+        polls = self.args.reps * 10
+        with CaptureQueriesContext(connection) as queries:
+            began = time.thread_time()
+            for _ in range(polls):
+                if browser.get(poll, headers=headers).status_code != 204:
+                    raise RuntimeError("an unchanged live poll did not answer 204")
+            used = time.thread_time() - began
+        self.figures["live_poll_inprocess_cpu_ms"] = used / polls * 1000
+        self.figures["live_queries_per_poll"] = len(queries.captured_queries) / polls
 
     def watch_delay(self, cluster) -> None:
         """How far behind the API server the informer is: the time from a raw create's answer until the informer
@@ -626,9 +649,16 @@ class Bench:
                 for label, url in paths.items()
             }
             results["create (form POST)"] = breakdown.measure(timers, form_create, calls)
+            htmx = {"HX-Request": "true"}
+            html = browser.get(paths[f"list page, {size:,} Services"]).content.decode()
+            poll = re.search(r'data-live-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+            poll = browser.get(poll, headers=htmx).headers.get("X-Live-Url", poll)
+            results["live poll, nothing changed"] = breakdown.measure(
+                timers, lambda: browser.get(poll, headers=htmx), calls
+            )
             self.details["breakdown"] = results
             keys = ("total", "api", "db", "template", "view_code", "middleware", "session", "access", "form", "audit")
-            for label, slug in zip(results, ("list", "list_empty", "detail", "create"), strict=True):
+            for label, slug in zip(results, ("list", "list_empty", "detail", "create", "poll"), strict=True):
                 for key, (_what, ms, _count) in zip(keys, results[label], strict=True):
                     self.figures[f"split_{slug}_{key}_ms"] = ms
         finally:
@@ -827,7 +857,9 @@ class Bench:
 
     def live_channel(self) -> None:
         """What open list pages cost while nothing changes: each asks the list's live URL every LIVE_INTERVAL
-        seconds (what console.js does) and gets a 204; the workers' CPU time over the run, against the same window idle."""
+        seconds (what console.js does) and gets a 204; the workers' CPU time over the run, against the same window
+        idle, at each number of pages in LIVE_PAGES. Then the same load on a gunicorn serving ``bench/floor.py``
+        (an application that answers 204 and does nothing else): the floor under any answer."""
         from bench import httpload
 
         status, _headers, html = httpload.fetch("127.0.0.1", self.port, self.list_path, self.cookie)
@@ -836,33 +868,100 @@ class Bench:
             raise RuntimeError("the list page has no live URL")
         path = found.group(1).decode().replace("&amp;", "&")
         headers = {**self.cookie, "HX-Request": "true"}
-        workers = httpload.children_of(self.server.pid)
-
-        def cpu() -> float:
-            return sum(httpload.cpu_seconds(pid) for pid in workers)
-
+        status, answer_headers, _body = httpload.fetch("127.0.0.1", self.port, path, headers)
+        if status != 204:
+            raise RuntimeError(f"the live poll answered {status}")
+        # A page drawn before the user's access review was remembered gets its next URL from the view's 204.
+        path = answer_headers.get("x-live-url", path)
         window = self.args.duration
-        idle_start = cpu()
-        time.sleep(min(window, 5.0))
-        idle = (cpu() - idle_start) / min(window, 5.0)
-        pages = LIVE_PAGES
-        log(f"live channel: {pages} open list pages polling every {LIVE_INTERVAL} s, {window:.0f} s, nothing changing")
-        before = cpu()
-        run = httpload.paced(
-            "127.0.0.1", self.port, path, pages=pages, interval=LIVE_INTERVAL, duration=window, headers=headers
-        )
-        used = cpu() - before
-        answered = sum(run.statuses.values())
-        if run.errors or run.statuses.get(204, 0) != answered:
-            raise RuntimeError(f"the live polls were not all 204: {run.statuses}, {run.errors} errors")
-        self.figures["live_pages"] = pages
-        self.figures["live_polls_per_s"] = answered / run.elapsed
-        self.figures["live_poll_p50_ms"] = run.percentile(50) * 1000
-        self.figures["live_poll_p99_ms"] = run.percentile(99) * 1000
-        self.figures["live_cpu_cores"] = used / run.elapsed
+        idle = self._cpu_cores(self.server.pid, min(window, 5.0))
         self.figures["live_cpu_cores_idle"] = idle
-        self.figures["live_cpu_ms_per_poll"] = used / answered * 1000 if answered else float("nan")
-        self.figures["live_bytes_per_poll"] = run.bytes_received / answered if answered else float("nan")
+        for pages in LIVE_PAGES:
+            log(f"live channel: {pages} open list pages polling every {LIVE_INTERVAL} s, {window:.0f} s, no change")
+            run, cores = self._paced_cpu(self.server.pid, self.port, path, pages, headers)
+            answered = sum(run.statuses.values())
+            if run.errors or run.statuses.get(204, 0) != answered:
+                raise RuntimeError(f"the live polls were not all 204: {run.statuses}, {run.errors} errors")
+            self.figures[f"live_polls_per_s_{pages}"] = answered / run.elapsed
+            self.figures[f"live_poll_p50_ms_{pages}"] = run.percentile(50) * 1000
+            self.figures[f"live_poll_p99_ms_{pages}"] = run.percentile(99) * 1000
+            self.figures[f"live_cpu_cores_{pages}"] = cores
+            self.figures[f"live_cpu_ms_per_poll_{pages}"] = cores * run.elapsed / answered * 1000
+            self.figures[f"live_bytes_per_poll_{pages}"] = run.bytes_received / answered
+        floor = self._start_floor()
+        try:
+            most = max(LIVE_PAGES)
+            log(f"live channel floor: {most} pages against an application that only answers 204")
+            run, cores = self._paced_cpu(floor.pid, self.floor_port, path, most, headers)
+            self.figures["live_floor_cpu_cores"] = cores
+            self.figures["live_floor_cpu_ms_per_poll"] = cores * run.elapsed / sum(run.statuses.values()) * 1000
+            self.figures["live_floor_poll_p99_ms"] = run.percentile(99) * 1000
+        finally:
+            floor.terminate()
+            floor.wait(10)
+        self.figures["live_cpu_ms_per_poll"] = self.figures[f"live_cpu_ms_per_poll_{most}"]
+        self.figures["live_cpu_above_floor_ms_per_poll"] = (
+            self.figures["live_cpu_ms_per_poll"] - self.figures["live_floor_cpu_ms_per_poll"]
+        )
+        self.figures["live_cpu_cores_1000_pages"] = self.figures["live_cpu_ms_per_poll"] * 1000 / LIVE_INTERVAL / 1000
+
+    def _cpu_cores(self, pid: int, seconds: float) -> float:
+        from bench import httpload
+
+        workers = httpload.children_of(pid)
+        before = sum(httpload.cpu_seconds(worker) for worker in workers)
+        time.sleep(seconds)
+        return (sum(httpload.cpu_seconds(worker) for worker in workers) - before) / seconds
+
+    def _paced_cpu(self, pid: int, port: int, path: str, pages: int, headers: dict[str, str]):
+        """``pages`` paced pollers of ``path`` for the run's duration: the run, and the workers' CPU in cores."""
+        from bench import httpload
+
+        workers = httpload.children_of(pid)
+        before = sum(httpload.cpu_seconds(worker) for worker in workers)
+        run = httpload.paced(
+            "127.0.0.1", port, path, pages=pages, interval=LIVE_INTERVAL, duration=self.args.duration, headers=headers
+        )
+        used = sum(httpload.cpu_seconds(worker) for worker in workers) - before
+        return run, used / run.elapsed
+
+    def _start_floor(self) -> subprocess.Popen:
+        from bench import httpload
+
+        self.floor_port = free_port()
+        floor = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "bench.floor:application",
+                "--workers",
+                str(self.workers),
+                "--bind",
+                f"127.0.0.1:{self.floor_port}",
+                "--chdir",
+                str(ROOT),
+                "--log-level",
+                "warning",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpload.fetch("127.0.0.1", self.floor_port, "/", timeout=2)[0] == 204:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or floor.poll() is not None:
+                raise RuntimeError("the floor server did not start")
+            time.sleep(0.1)
+        while len(httpload.children_of(floor.pid)) < self.workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return floor
 
     def watches_held(self) -> None:
         """The watches the console holds on the API server after everything above (gunicorn's workers and this
