@@ -24,7 +24,6 @@ import contextlib
 import gc
 import json
 import logging
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -65,7 +64,6 @@ WATCH_SECONDS = 60
 WATCH_GRACE = 15
 IDLE_SECONDS = 600
 MAX_INFORMERS = 64
-INTERNED_LENGTH = 24  # strings up to this long are shared between cached objects (types, protocols, families)
 RETRY_DELAYS = (0.2, 1.0, 3.0)  # between failed rounds; after the last, the informer ends
 RESTART_AFTER = 30.0  # seconds before an informer that ended failing is started again
 
@@ -80,18 +78,6 @@ def _keep_out_of_full_collections() -> None:
     collections) is kept with them, once per list."""
     gc.collect(1)
     gc.freeze()
-
-
-def _compact(value: Any) -> Any:
-    """A JSON value with its keys and short strings interned: each cached object otherwise holds its own copy of
-    "metadata", "ClusterIP", "TCP", "IPv4" and the like, which thousands of Services repeat."""
-    if isinstance(value, dict):
-        return {sys.intern(key): _compact(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_compact(item) for item in value]
-    if isinstance(value, str) and len(value) <= INTERNED_LENGTH:
-        return sys.intern(value)
-    return value
 
 
 def _key(metadata: dict) -> tuple[str, str]:
@@ -270,7 +256,7 @@ class Informer:
             )
             page = json.loads(response.data)
             for item in page["items"]:
-                items[_key(item["metadata"])] = _compact(self._slim(item))
+                items[_key(item["metadata"])] = self._slim(item)
             token = page["metadata"].get("continue")
             if not token:
                 break
@@ -343,7 +329,7 @@ class Informer:
                 old = self._items.get(_key(metadata))
                 if old is not None:
                     self._uids.discard(old["metadata"]["uid"])
-                self._items[_key(metadata)] = _compact(self._slim(obj))
+                self._items[_key(metadata)] = self._slim(obj)
                 self._uids.add(metadata["uid"])
                 self._sorted = None
             elif kind == "DELETED":
