@@ -205,8 +205,8 @@ def _list(request: HttpRequest, access: Access, namespace: str) -> HttpResponse:
             )
             for s in items
         ],
-        # The open page asks every second whether the namespace changed (console.js, 10): not for a page reached
-        # through a continue token, which the API server answers once.
+        # The open page asks every second whether what it shows changed (console.js, 10; services.live): not for a
+        # page reached through a continue token, which the API server answers once.
         "live_url": live.poll_url(
             request, reverse("services:list_live", args=[cluster, namespace]), access, namespace, request.GET, version
         )
