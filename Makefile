@@ -73,7 +73,7 @@ bench-history: setup
 	$(BIN)/python bench/history.py $(BENCH_ARGS)
 
 # The console at scale: 20,000 Services in one namespace, 1,000 open list pages and 50 editors on the benchmark's
-# gunicorn; writes docs/benchmarks-scale.json and the scale section of docs/benchmarks.md (~10 min).
+# gunicorn; writes docs/benchmarks-scale.json and the scale section of docs/benchmarks.md (~15 min, most of it the fill).
 # BENCH_ARGS: --quick (2,000 Services, 100 pages, 5 editors, 10 s, into a temp folder).
 bench-scale: setup
 	$(BIN)/python bench/scale.py $(BENCH_ARGS)
