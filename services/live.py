@@ -37,12 +37,12 @@ from django.http import HttpRequest, HttpResponse
 import kube
 from clusters import epoch
 from clusters.access import Access
+from clusters.oidc import RECHECK_AT
 from services import api
 
 SALT = "services.live.poll"
 TOKEN_SECONDS = 300  # a page polls with one token this long at most, then through the view once for the next
 TOKEN = "t"  # the query parameter
-RECHECK_AT = "oidc_recheck_at"  # clusters.oidc's session key (not imported: that module loads the provider's)
 
 
 @dataclass(frozen=True)
